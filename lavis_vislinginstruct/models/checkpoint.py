@@ -1,0 +1,240 @@
+"""All weight I/O of the model: the ViT, the LLM, InstructBLIP checkpoints (LAVIS or HF layout), fine-tuned weights.
+
+- LAVIS's ``instruct_blip_*_trimmed.pth`` holds only what InstructBLIP trained (``query_tokens``, ``ln_vision``,
+  ``Qformer.bert``, ``llm_proj``/``t5_proj``); the ViT comes from ``eva_vit_g.pth`` and the LLM from its own files.
+- HF's ``Salesforce/instructblip-*`` holds everything under other names: :func:`remap_hf_instructblip` is a pure
+  key/tensor mapping onto LAVIS's names (the renames of HF's conversion script, read in reverse).
+- A VisLingInstruct checkpoint holds only the trainable parameters and loads on top of InstructBLIP.
+
+Every load reports missing and unexpected keys: unexpected keys raise :class:`CheckpointKeyError` (a checkpoint for
+another architecture must never half-load silently); missing keys that the source is known not to hold are
+logged at debug level, the rest as warnings.
+"""
+import logging
+import os
+import re
+from typing import Dict, Iterable, List, Optional
+
+import torch
+from lavis.common.dist_utils import download_cached_file
+from lavis.common.utils import is_url
+
+from .config import VisLingInstructCfg, resolve_dtype
+
+logger = logging.getLogger(__name__)
+
+DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}
+
+
+class CheckpointKeyError(KeyError):
+    """A checkpoint holds keys the model does not have."""
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+def read_state_dict(url_or_path: str) -> Dict[str, torch.Tensor]:
+    """A state dict from a URL (LAVIS's download cache), a ``.pth``/``.bin``/``.safetensors`` file or a HF folder."""
+    if is_url(url_or_path):
+        path = download_cached_file(url_or_path, check_hash=False, progress=True)
+    else:
+        path = os.path.expanduser(url_or_path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"checkpoint not found: {url_or_path}")
+    if os.path.isdir(path):
+        return _read_folder(path)
+    if path.endswith(".safetensors"):
+        from safetensors.torch import load_file
+
+        return load_file(path)
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 - re-raised with the path named
+        raise ValueError(f"cannot read checkpoint {path}: {err}") from err
+    if isinstance(ckpt, dict) and "model" in ckpt and isinstance(ckpt["model"], dict):
+        ckpt = ckpt["model"]
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"checkpoint {path} does not hold a state dict")
+    return ckpt
+
+
+def _read_folder(path: str) -> Dict[str, torch.Tensor]:
+    files = sorted(f for f in os.listdir(path) if f.endswith((".safetensors", ".bin")) and "index" not in f)
+    if not files:
+        raise FileNotFoundError(f"no .safetensors or .bin weights in {path}")
+    state: Dict[str, torch.Tensor] = {}
+    for f in files:
+        state.update(read_state_dict(os.path.join(path, f)))
+    return state
+
+
+def load_state_dict_checked(
+    model: torch.nn.Module, state_dict: Dict[str, torch.Tensor], source: str, expected_missing: Iterable[str] = ()
+) -> Dict[str, List[str]]:
+    """``load_state_dict(strict=False)`` that fails on unexpected keys and reports missing ones.
+
+    Args:
+        model: the model to load into.
+        state_dict: the weights.
+        source: what the weights are (named in messages).
+        expected_missing: key prefixes the source is known not to hold (e.g. ``visual_encoder.`` for a trimmed
+            InstructBLIP checkpoint); missing keys under them are not warned about.
+
+    Returns:
+        ``{"missing": [...], "unexpected": []}``.
+    """
+    own = model.state_dict()
+    unexpected = sorted(k for k in state_dict if k not in own)
+    if unexpected:
+        shown = ", ".join(unexpected[:10]) + (f" ... ({len(unexpected)} in all)" if len(unexpected) > 10 else "")
+        raise CheckpointKeyError(f"{source}: unexpected keys not in {type(model).__name__}: {shown}")
+    mismatched = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
+    if mismatched:
+        detail = ", ".join(f"{k} {tuple(state_dict[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched[:5])
+        raise ValueError(f"{source}: shape mismatch for {len(mismatched)} key(s): {detail}")
+    result = model.load_state_dict(state_dict, strict=False)
+    prefixes = tuple(expected_missing)
+    surprising = [k for k in result.missing_keys if not k.startswith(prefixes)]
+    if surprising:
+        logger.warning("%s: %d keys missing: %s", source, len(surprising), ", ".join(surprising[:20]))
+    logger.info("%s: loaded %d tensors, %d keys not in it", source, len(state_dict), len(result.missing_keys))
+    return {"missing": list(result.missing_keys), "unexpected": []}
+
+
+def remap_hf_instructblip(state_dict: Dict[str, torch.Tensor], family: str) -> Dict[str, torch.Tensor]:
+    """HF ``InstructBlipForConditionalGeneration`` weights renamed to LAVIS InstructBLIP names (pure function).
+
+    The ViT's fused ``qkv.bias`` (q, zeros, v) is split back into ``q_bias`` and ``v_bias``.
+
+    Args:
+        state_dict: HF weights.
+        family: ``decoder_only`` (-> ``llm_*``) or ``encoder_decoder`` (-> ``t5_*``).
+    """
+    llm, proj = ("llm_model", "llm_proj") if family == "decoder_only" else ("t5_model", "t5_proj")
+    out: Dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if key.endswith("self_attn.qkv.bias") and key.startswith("vision_model."):
+            base = _rename_vision(key[: -len("qkv.bias")])
+            q, _, v = value.chunk(3)
+            out[base + "q_bias"], out[base + "v_bias"] = q, v
+            continue
+        new = _rename(key, llm, proj)
+        if new is not None:
+            out[new] = value
+    return out
+
+
+_VISION = [
+    (r"^vision_model\.embeddings\.class_embedding$", "visual_encoder.cls_token"),
+    (r"^vision_model\.embeddings\.position_embedding$", "visual_encoder.pos_embed"),
+    (r"^vision_model\.embeddings\.patch_embedding\.", "visual_encoder.patch_embed.proj."),
+    (r"^vision_model\.post_layernorm\.", "ln_vision."),
+    (r"^vision_model\.encoder\.layers\.(\d+)\.", r"visual_encoder.blocks.\1."),
+    (r"\.layer_norm([12])\.", r".norm\1."),
+    (r"\.self_attn\.projection\.", ".attn.proj."),
+    (r"\.self_attn\.qkv\.", ".attn.qkv."),
+    (r"\.self_attn\.", ".attn."),
+]
+_QFORMER = [
+    (r"^qformer\.", "Qformer.bert."),
+    (r"\.embeddings\.layernorm\.", ".embeddings.LayerNorm."),
+    (r"\.attention\.attention\.", ".attention.self."),
+    (r"\.crossattention\.attention\.", ".crossattention.self."),
+]
+
+
+def _rename_vision(key: str) -> str:
+    for pattern, repl in _VISION:
+        key = re.sub(pattern, repl, key)
+    return key
+
+
+def _rename(key: str, llm: str, proj: str) -> Optional[str]:
+    if key.startswith("vision_model."):
+        return _rename_vision(key)
+    if key.startswith("qformer."):
+        for pattern, repl in _QFORMER:
+            key = re.sub(pattern, repl, key)
+        return key
+    if key == "query_tokens":
+        return key
+    if key.startswith("language_projection."):
+        return proj + key[len("language_projection") :]
+    if key.startswith("language_model."):
+        return llm + key[len("language_model") :]
+    return None
+
+
+def _expected_missing(model) -> List[str]:
+    """Keys an InstructBLIP checkpoint never holds: the ViT and LLM (own files) and VisLingInstruct's additions."""
+    return ["visual_encoder.", model.adapter.model_attr + ".", "cmaa.", "Qformer.bert.embeddings.position_ids"]
+
+
+def load_pretrained_llm(model, cfg: VisLingInstructCfg) -> None:
+    """Replace the LLM skeleton by the pretrained one at ``llm.model`` (frozen, resized to the tokenizer)."""
+    from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+    dtype = DTYPES[resolve_dtype(cfg.llm.dtype, cfg.llm.family, "cuda" if torch.cuda.is_available() else "cpu")]
+    if cfg.llm.family == "decoder_only":
+        llm = AutoModelForCausalLM.from_pretrained(cfg.llm.model, torch_dtype=dtype)
+    else:
+        from transformers import AutoConfig
+
+        hf_cfg = AutoConfig.from_pretrained(cfg.llm.model)
+        hf_cfg.dense_act_fn = "gelu"
+        llm = AutoModelForSeq2SeqLM.from_pretrained(cfg.llm.model, config=hf_cfg, torch_dtype=dtype)
+    llm.resize_token_embeddings(len(model.adapter.tokenizer))
+    setattr(model, model.adapter.model_attr, llm)
+
+
+def load_weights(model, cfg: VisLingInstructCfg) -> None:
+    """Load everything the config names, in order: ViT, LLM, InstructBLIP, HF InstructBLIP, fine-tuned."""
+    if cfg.vision.checkpoint:
+        from lavis.models.eva_vit import interpolate_pos_embed
+
+        state = read_state_dict(cfg.vision.checkpoint)
+        interpolate_pos_embed(model.visual_encoder, state)
+        result = model.visual_encoder.load_state_dict(state, strict=False)
+        if result.unexpected_keys:
+            raise CheckpointKeyError(f"{cfg.vision.checkpoint}: unexpected ViT keys {result.unexpected_keys[:10]}")
+        if result.missing_keys:
+            logger.warning("ViT keys missing from %s: %s", cfg.vision.checkpoint, result.missing_keys[:10])
+    if cfg.llm.model:
+        load_pretrained_llm(model, cfg)
+    if any(p.is_meta for p in model.parameters()):
+        raise ValueError("the LLM was not loaded: set llm.model to the pretrained LLM's folder")
+    if cfg.checkpoint:
+        load_state_dict_checked(model, read_state_dict(cfg.checkpoint), cfg.checkpoint, _expected_missing(model))
+    if cfg.hf_checkpoint:
+        state = remap_hf_instructblip(read_state_dict(cfg.hf_checkpoint), cfg.llm.family)
+        _trim_vocab(model, state)
+        load_state_dict_checked(model, state, cfg.hf_checkpoint, ["cmaa.", "Qformer.bert.embeddings.position_ids"])
+    if cfg.finetuned:
+        load_state_dict_checked(model, read_state_dict(cfg.finetuned), cfg.finetuned, [""])
+    model.apply_freezing()
+    _set_dtypes(model, cfg)
+
+
+def _trim_vocab(model, state: Dict[str, torch.Tensor]) -> None:
+    """HF's 2024 InstructBLIP configs pad the LLaMA vocabulary (32001 -> 32064 and more): keep our rows."""
+    own = model.state_dict()
+    for key, value in list(state.items()):
+        if key in own and value.dim() == 2 and value.shape[1:] == own[key].shape[1:] and value.shape[0] > own[key].shape[0]:
+            if key.endswith(("embed_tokens.weight", "lm_head.weight", "shared.weight")):
+                state[key] = value[: own[key].shape[0]]
+
+
+def _set_dtypes(model, cfg: VisLingInstructCfg) -> None:
+    """GPU dtypes of InstructBLIP (fp16 ViT, fp16 Vicuna, bf16 T5); everything fp32 on a CPU-only machine."""
+    if not torch.cuda.is_available():
+        return
+    if cfg.vision.precision == "fp16":
+        model.visual_encoder.half()
+    llm_dtype = DTYPES[resolve_dtype(cfg.llm.dtype, cfg.llm.family, "cuda")]
+    model.llm.to(llm_dtype)
+
+
+def trainable_state_dict(model: torch.nn.Module) -> Dict[str, torch.Tensor]:
+    """Only the parameters that train (projection and CMAA's, if any): what a VisLingInstruct checkpoint holds."""
+    names = {n for n, p in model.named_parameters() if p.requires_grad}
+    return {k: v.detach().cpu() for k, v in model.state_dict().items() if k in names}

@@ -1,0 +1,322 @@
+"""The two LLM families behind one interface: decoder-only (Vicuna) and encoder-decoder (FlanT5).
+
+Each adapter turns (visual prefix embeddings, instruction texts, target texts) into what InstructBLIP computes:
+
+- ``loss``: the training loss of LAVIS's ``Blip2VicunaInstruct`` / ``Blip2T5Instruct`` (paper eq. 2): visual
+  tokens and instruction masked out; Vicuna sees ``[visual][</s> instruction][answer </s>]``, T5 gets the
+  instruction in the encoder and the answer in the decoder.
+- ``generate``: HF ``generate`` on the same embeddings, with LAVIS's post-processing.
+- ``continuation_nll``: per-sample NLL of a continuation after (visual prefix, prompt), used by the Instruction
+  Alignment Score.
+- ``rank``: per-candidate NLL with the image+prompt prefix computed once per sample: a KV cache expanded over
+  the candidates for Vicuna, one encoder output shared by the candidates for T5.
+
+Adapters are plain objects: the HF model stays an attribute of the owning ``nn.Module`` under LAVIS's name
+(``llm_model`` / ``t5_model``) so checkpoints keep their keys.
+"""
+from typing import Any, Dict, List, Sequence, Tuple
+
+import torch
+from transformers.modeling_outputs import BaseModelOutput
+
+from .losses import IGNORE_INDEX, sequence_nll, token_nll
+
+
+class LLMAdapter:
+    """Shared plumbing; subclasses implement the family-specific token layout."""
+
+    model_attr = ""
+    proj_attr = ""
+    autocast_dtype = torch.float16
+
+    def __init__(self, owner: torch.nn.Module, max_txt_len: int, max_output_txt_len: int):
+        self._owner = [owner]  # a list keeps the owner out of nn.Module attribute registration
+        self.max_txt_len = max_txt_len
+        self.max_output_txt_len = max_output_txt_len
+
+    @property
+    def lm(self) -> torch.nn.Module:
+        return getattr(self._owner[0], self.model_attr)
+
+    @property
+    def device(self) -> torch.device:
+        return self._owner[0].device
+
+    def autocast(self):
+        return self._owner[0].maybe_autocast(self.autocast_dtype)
+
+    @staticmethod
+    def _select(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        return x.index_select(0, index)
+
+
+class DecoderOnlyAdapter(LLMAdapter):
+    """Vicuna / LLaMA: visual tokens are a prefix of the decoder input."""
+
+    model_attr = "llm_model"
+    proj_attr = "llm_proj"
+    autocast_dtype = torch.float16
+
+    def __init__(self, owner, tokenizer, max_txt_len, max_output_txt_len):
+        super().__init__(owner, max_txt_len, max_output_txt_len)
+        self.tokenizer = tokenizer
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.get_input_embeddings()(ids)
+
+    def _join(self, texts: Sequence[str], continuations: Sequence[str], add_eos: bool):
+        """LAVIS's ``concat_text_input_output``: per row ``[text][continuation (no bos)][pads]`` and labels."""
+        tok = self.tokenizer
+        tok.padding_side = "right"
+        tok.truncation_side = "left"
+        inp = tok(list(texts), return_tensors="pt", padding="longest", truncation=True, max_length=self.max_txt_len)
+        tok.truncation_side = "right"
+        suffix = tok.eos_token if add_eos else ""
+        out = tok(
+            [c + suffix for c in continuations],
+            return_tensors="pt",
+            padding="longest",
+            truncation=True,
+            max_length=self.max_output_txt_len,
+        )
+        ids, mask, labels = [], [], []
+        for i in range(inp.input_ids.size(0)):
+            n = int(inp.attention_mask[i].sum())
+            row = torch.cat([inp.input_ids[i][:n], out.input_ids[i][1:], inp.input_ids[i][n:]])
+            row_mask = torch.cat([inp.attention_mask[i][:n], out.attention_mask[i][1:], inp.attention_mask[i][n:]])
+            row_labels = row.masked_fill(row == tok.pad_token_id, IGNORE_INDEX)
+            row_labels[:n] = IGNORE_INDEX
+            ids.append(row)
+            mask.append(row_mask)
+            labels.append(row_labels)
+        return torch.stack(ids), torch.stack(mask), torch.stack(labels)
+
+    def _lm_inputs(self, prefix, prefix_mask, texts, continuations, add_eos):
+        ids, mask, labels = (t.to(self.device) for t in self._join(texts, continuations, add_eos))
+        embeds = torch.cat([prefix, self.embed(ids)], dim=1)
+        attention_mask = torch.cat([prefix_mask, mask], dim=1)
+        labels = torch.cat([torch.full_like(prefix_mask, IGNORE_INDEX), labels], dim=1)
+        return embeds, attention_mask, labels
+
+    def loss(self, prefix, prefix_mask, instructions, targets) -> torch.Tensor:
+        """Token-mean cross-entropy of the answers (``answer </s>``), as InstructBLIP trains."""
+        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, instructions, targets, add_eos=True)
+        with self.autocast():
+            out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, return_dict=True)
+        return out.loss
+
+    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (no eos appended) after ``[visual][</s> prompt]``; (B,)."""
+        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, prompts, continuations, add_eos=False)
+        with self.autocast():
+            logits = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True).logits
+        return sequence_nll(logits[:, :-1], labels[:, 1:], reduction)
+
+    def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
+        """LAVIS's Vicuna ``generate``: left-padded prompts after the visual tokens; id 0 mapped to eos.
+
+        ``max_length`` and ``min_length`` count generated tokens, as they did for LAVIS under transformers 4.33
+        (later releases subtract the length of ``inputs_embeds`` from them).
+        """
+        gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
+        gen_kwargs["min_new_tokens"] = gen_kwargs.pop("min_length", 0)
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        llm_tokens = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
+        with self.autocast():
+            embeds = self.embed(llm_tokens.input_ids)
+            if prefix is not None:
+                embeds = torch.cat([prefix, embeds], dim=1)
+                attention_mask = torch.cat([prefix_mask, llm_tokens.attention_mask], dim=1)
+            else:
+                attention_mask = llm_tokens.attention_mask
+            outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **gen_kwargs)
+        outputs[outputs == 0] = 2
+        return [t.strip() for t in tok.batch_decode(outputs, skip_special_tokens=True)]
+
+    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
+        """Candidate NLLs with one prefill of ``[visual][</s> prompt]`` per sample, reused through the KV cache."""
+        tok = self.tokenizer
+        tok.padding_side = "left"
+        p = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
+        attention_mask = torch.cat([prefix_mask, p.attention_mask], dim=1)  # (B, P + Lp)
+        position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
+        with self.autocast():
+            embeds = torch.cat([prefix, self.embed(p.input_ids)], dim=1)
+            out = self.lm(
+                inputs_embeds=embeds,
+                attention_mask=attention_mask,
+                position_ids=position_ids,
+                use_cache=True,
+                return_dict=True,
+            )
+        first_logits = out.logits[:, -1:]  # (B, 1, V): predicts each candidate's first token
+        layers = _legacy_cache(out.past_key_values)
+        prefix_len = attention_mask.sum(-1)  # (B,)
+
+        rows, cand_ids = _flatten_candidates(candidates, lambda c: tok(c).input_ids[1:])  # LAVIS drops the bos
+        scores = torch.empty(len(rows))
+        for start in range(0, len(rows), chunk_size):
+            sel = torch.tensor(rows[start : start + chunk_size], device=self.device)
+            ids, mask = _pad(cand_ids[start : start + chunk_size], tok.pad_token_id, self.device)  # (R, Lc)
+            cache = _cache_from_legacy([(k.index_select(0, sel), v.index_select(0, sel)) for k, v in layers])
+            positions = prefix_len.index_select(0, sel)[:, None] + torch.arange(ids.size(1), device=self.device)
+            with self.autocast():
+                logits = self.lm(
+                    input_ids=ids,
+                    attention_mask=torch.cat([attention_mask.index_select(0, sel), mask], dim=1),
+                    position_ids=positions,
+                    past_key_values=cache,
+                    use_cache=True,
+                    return_dict=True,
+                ).logits  # (R, Lc, V)
+            logits = torch.cat([first_logits.index_select(0, sel), logits[:, :-1]], dim=1)
+            labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
+            scores[start : start + len(sel)] = _reduce(token_nll(logits, labels), labels, reduction).cpu()
+        return _unflatten(scores, candidates)
+
+
+class EncoderDecoderAdapter(LLMAdapter):
+    """FlanT5: visual tokens and instruction in the encoder, the answer in the decoder."""
+
+    model_attr = "t5_model"
+    proj_attr = "t5_proj"
+    autocast_dtype = torch.bfloat16
+
+    def __init__(self, owner, tokenizers, max_txt_len, max_output_txt_len):
+        super().__init__(owner, max_txt_len, max_output_txt_len)
+        self.tokenizer, self.output_tokenizer = tokenizers
+
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.lm.encoder.embed_tokens(ids)
+
+    def _encoder_inputs(self, prefix, prefix_mask, texts, truncate=True):
+        kwargs = dict(truncation=True, max_length=self.max_txt_len) if truncate else {}
+        inp = self.tokenizer(list(texts), padding="longest", return_tensors="pt", **kwargs).to(self.device)
+        embeds = self.embed(inp.input_ids)
+        if prefix is None:
+            return embeds, inp.attention_mask
+        return torch.cat([prefix, embeds], dim=1), torch.cat([prefix_mask, inp.attention_mask], dim=1)
+
+    def _targets(self, texts, add_eos=True):
+        out = self.output_tokenizer(
+            list(texts),
+            padding="longest",
+            truncation=True,
+            max_length=self.max_output_txt_len,
+            add_special_tokens=add_eos,
+            return_tensors="pt",
+        ).to(self.device)
+        return out.input_ids.masked_fill(out.input_ids == self.tokenizer.pad_token_id, IGNORE_INDEX), out.attention_mask
+
+    def loss(self, prefix, prefix_mask, instructions, targets) -> torch.Tensor:
+        """Token-mean cross-entropy of the decoder targets, as LAVIS's ``Blip2T5Instruct.forward``."""
+        with self.autocast():
+            embeds, mask = self._encoder_inputs(prefix, prefix_mask, instructions)
+            labels, dec_mask = self._targets(targets)
+            out = self.lm(
+                inputs_embeds=embeds,
+                attention_mask=mask,
+                decoder_attention_mask=dec_mask,
+                labels=labels,
+                return_dict=True,
+            )
+        return out.loss
+
+    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (no eos) in the decoder, given ``[visual][prompt]``; (B,)."""
+        with self.autocast():
+            embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
+            labels, dec_mask = self._targets(continuations, add_eos=False)
+            logits = self.lm(
+                inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_attention_mask=dec_mask
+            ).logits
+        return sequence_nll(logits, labels, reduction)
+
+    def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
+        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there."""
+        if "max_length" in gen_kwargs:
+            gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
+        with self.autocast():
+            embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts, truncate=False)
+            outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
+        return self.tokenizer.batch_decode(outputs, skip_special_tokens=True)
+
+    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
+        """Candidate NLLs (candidates end with eos, as LAVIS) decoding against one encoder pass per sample."""
+        with self.autocast():
+            embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
+            encoded = self.lm.encoder(inputs_embeds=embeds, attention_mask=mask, return_dict=True).last_hidden_state
+        eos = self.output_tokenizer.eos_token_id
+        rows, cand_ids = _flatten_candidates(
+            candidates, lambda c: self.output_tokenizer(c, add_special_tokens=False).input_ids + [eos]
+        )
+        scores = torch.empty(len(rows))
+        for start in range(0, len(rows), chunk_size):
+            sel = torch.tensor(rows[start : start + chunk_size], device=self.device)
+            ids, dec_mask = _pad(cand_ids[start : start + chunk_size], self.tokenizer.pad_token_id, self.device)
+            labels = ids.masked_fill(dec_mask == 0, IGNORE_INDEX)
+            with self.autocast():
+                logits = self.lm(
+                    encoder_outputs=BaseModelOutput(last_hidden_state=encoded.index_select(0, sel)),
+                    attention_mask=mask.index_select(0, sel),
+                    labels=labels,
+                    decoder_attention_mask=dec_mask,
+                    return_dict=True,
+                ).logits
+            scores[start : start + len(sel)] = _reduce(token_nll(logits, labels), labels, reduction).cpu()
+        return _unflatten(scores, candidates)
+
+
+def _flatten_candidates(candidates, encode) -> Tuple[List[int], List[List[int]]]:
+    rows, ids = [], []
+    for i, cands in enumerate(candidates):
+        for c in cands:
+            rows.append(i)
+            ids.append(encode(c))
+    return rows, ids
+
+
+def _unflatten(scores: torch.Tensor, candidates) -> List[List[float]]:
+    out, k = [], 0
+    for cands in candidates:
+        out.append(scores[k : k + len(cands)].tolist())
+        k += len(cands)
+    return out
+
+
+def _pad(seqs: List[List[int]], pad_id: int, device) -> Tuple[torch.Tensor, torch.Tensor]:
+    width = max(len(s) for s in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        mask[i, : len(s)] = 1
+    return ids.to(device), mask.to(device)
+
+
+def _reduce(nll: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Tensor:
+    total = nll.sum(-1)
+    if reduction == "sum":
+        return total
+    return total / (labels != IGNORE_INDEX).sum(-1).clamp(min=1)
+
+
+def _legacy_cache(past: Any) -> List[Tuple[torch.Tensor, torch.Tensor]]:
+    """(key, value) per layer from a HF cache object or a legacy tuple."""
+    if hasattr(past, "to_legacy_cache"):
+        past = past.to_legacy_cache()
+    return [(k, v) for k, v in past]
+
+
+def _cache_from_legacy(layers: List[Tuple[torch.Tensor, torch.Tensor]]) -> Any:
+    try:
+        from transformers import DynamicCache
+    except ImportError:  # transformers < 4.36 takes the tuple itself
+        return tuple(layers)
+    return DynamicCache.from_legacy_cache(tuple(layers))
+
+
+def describe(adapter: LLMAdapter) -> Dict[str, str]:
+    """Names an adapter binds, for logs and error messages."""
+    return {"family": type(adapter).__name__, "model": adapter.model_attr, "projection": adapter.proj_attr}

@@ -1,0 +1,381 @@
+"""VisLingInstruct (Zhu et al., NAACL 2024): InstructBLIP with Enhanced Multi-modal Alignment (EMA).
+
+One core model for both LLM families; two thin registered names fix the family:
+``vislinginstruct_vicuna`` (types vicuna7b, vicuna13b, tiny) and ``vislinginstruct_t5`` (flant5xl, flant5xxl, tiny).
+
+Data flow of one sample (shapes for the real models):
+
+1. ``encode_image``: EVA ViT-g/14 + ``ln_vision``: image (3, 224, 224) -> (257, 1408). Runs once per image per call.
+2. ``visual_prefix``: the instruction-aware Q-Former reads the 32 query tokens and the instruction's tokens and
+   cross-attends to the image: query outputs (32, 768) and instruction states (N, 768). With CMAA on, the query
+   outputs attend over the instruction states (eq. 1) and the result U_mm (32, 768) is appended: 64 tokens, then
+   the trainable projection maps them into the LLM's embedding space.
+3. The LLM adapter computes the loss, generates, or ranks candidates (``llm_adapters.py``).
+
+With ``cmaa.enabled: false`` the model computes exactly what LAVIS's InstructBLIP computes for the same weights.
+Parameter names equal LAVIS's (``visual_encoder``, ``ln_vision``, ``query_tokens``, ``Qformer.bert``,
+``llm_proj``/``t5_proj``, ``llm_model``/``t5_model``), so the published InstructBLIP checkpoints load unchanged.
+"""
+import contextlib
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+from lavis.common.registry import registry
+from lavis.models.base_model import BaseModel
+from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+
+from ..paths import package_path
+from . import tokenizers
+from .config import VisLingInstructCfg, choice
+from .cross_modal_attention import CrossModalAlignmentAttention
+from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
+from .qformer import build_qformer
+from .vision import build_vision_tower, freeze
+
+logger = logging.getLogger(__name__)
+
+AIO_MODES = {"off", "rewrite", "full"}
+
+
+class VisLingInstruct(BaseModel):
+    """InstructBLIP architecture + Cross-Modal Alignment Attention; see the module docstring."""
+
+    PRETRAINED_MODEL_CONFIG_DICT: Dict[str, str] = {}
+
+    def __init__(self, cfg: VisLingInstructCfg):
+        super().__init__()
+        self.cfg = cfg
+        family = choice(cfg.llm.family, {"decoder_only", "encoder_decoder"}, "llm.family")
+
+        self.tokenizer = tokenizers.qformer_tokenizer(cfg.qformer.tokenizer)
+        self.visual_encoder, self.ln_vision = build_vision_tower(cfg.vision)
+        self.Qformer, self.query_tokens = build_qformer(cfg.qformer, cfg.vision.width)
+        self.cmaa = CrossModalAlignmentAttention(cfg.cmaa.scale) if cfg.cmaa.enabled else None
+
+        tok_name = cfg.llm.tokenizer or cfg.llm.model
+        if family == "decoder_only":
+            self.adapter = DecoderOnlyAdapter(
+                self, tokenizers.vicuna_tokenizer(tok_name), cfg.qformer.max_txt_len, cfg.llm.max_output_txt_len
+            )
+            self.llm_tokenizer = self.adapter.tokenizer
+        else:
+            self.adapter = EncoderDecoderAdapter(
+                self, tokenizers.t5_tokenizers(tok_name), cfg.qformer.max_txt_len, cfg.llm.max_output_txt_len
+            )
+            self.t5_tokenizer, self.t5_output_tokenizer = self.adapter.tokenizer, self.adapter.output_tokenizer
+        setattr(self, self.adapter.model_attr, build_llm(cfg, len(self.adapter.tokenizer), meta=bool(cfg.llm.model)))
+        hidden = getattr(self, self.adapter.model_attr).config
+        llm_width = hidden.hidden_size if family == "decoder_only" else hidden.d_model
+        setattr(self, self.adapter.proj_attr, nn.Linear(cfg.qformer.hidden_size, llm_width))
+        self.apply_freezing()
+        self._aio_cache: Dict[str, str] = {}
+
+    # ----------------------------------------------------------------------------------------------- set-up
+
+    @property
+    def llm(self) -> nn.Module:
+        return getattr(self, self.adapter.model_attr)
+
+    @property
+    def proj(self) -> nn.Linear:
+        return getattr(self, self.adapter.proj_attr)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def apply_freezing(self) -> None:
+        """Freeze ViT, Q-Former (with queries and ``ln_vision``) and LLM; log the trainable parameter count."""
+        if self.cfg.vision.freeze:
+            freeze(self.visual_encoder)
+        if self.cfg.freeze_qformer:
+            for module in (self.ln_vision, self.Qformer):
+                for p in module.parameters():
+                    p.requires_grad = False
+            self.query_tokens.requires_grad = False
+        if self.cfg.freeze_llm:
+            freeze(self.llm)
+        trainable = {n: p.numel() for n, p in self.named_parameters() if p.requires_grad}
+        logger.info("trainable parameters: %d in %s", sum(trainable.values()), sorted({n.split(".")[0] for n in trainable}))
+
+    def maybe_autocast(self, dtype: torch.dtype = torch.float16):
+        """Autocast on GPU (fp16 for ViT and Vicuna, bf16 for T5), nothing on CPU, as LAVIS."""
+        if self.device.type == "cpu":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # ------------------------------------------------------------------------------------------- encoders
+
+    def encode_image(self, image: torch.Tensor) -> torch.Tensor:
+        """ViT features after ``ln_vision``: (B, 3, H, W) -> (B, 1 + (H/p)*(W/p), width)."""
+        if not torch.is_tensor(image) or image.dim() != 4:
+            shape = tuple(image.shape) if torch.is_tensor(image) else type(image).__name__
+            raise ValueError(f"samples['image'] must be a (B, 3, H, W) tensor, got {shape}")
+        with self.maybe_autocast():
+            return self.ln_vision(self.visual_encoder(image))
+
+    def visual_prefix(
+        self, image_embeds: torch.Tensor, instructions: Sequence[str]
+    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        """LLM input embeddings of the visual tokens for each (image, instruction) pair.
+
+        Args:
+            image_embeds: ``encode_image`` output, (B, N_img, W); row i pairs with ``instructions[i]``.
+            instructions: the texts the Q-Former reads beside its queries.
+
+        Returns:
+            embeds (B, P, D_llm) with P = 32 (CMAA off) or 64 (on), and their all-ones mask (B, P).
+        """
+        b = image_embeds.size(0)
+        queries = self.query_tokens.expand(b, -1, -1)  # (B, Q, D)
+        text = self.tokenizer(
+            list(instructions), padding="longest", truncation=True, max_length=self.cfg.qformer.max_txt_len,
+            return_tensors="pt",
+        ).to(image_embeds.device)
+        query_atts = torch.ones(queries.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        image_atts = torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        # step 1: queries and instruction share self-attention; queries cross-attend to the image
+        hidden = self.Qformer.bert(
+            text.input_ids,
+            attention_mask=torch.cat([query_atts, text.attention_mask], dim=1),
+            query_embeds=queries,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=image_atts,
+            return_dict=True,
+        ).last_hidden_state  # (B, Q + N, D)
+        q = queries.size(1)
+        tokens = hidden[:, :q]  # (B, Q, D)
+        # step 2 (EMA): U_mm = CMAA(query outputs, instruction states), appended after the query outputs
+        if self.cmaa is not None:
+            u_mm = self.cmaa(tokens, hidden[:, q:], text.attention_mask)  # (B, Q, D)
+            tokens = torch.cat([tokens, u_mm], dim=1)  # (B, 2Q, D)
+        # step 3: into the LLM's embedding space
+        embeds = self.proj(tokens)
+        return embeds, torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
+
+    # -------------------------------------------------------------------------------------------- training
+
+    def forward(self, samples: Dict[str, Any]) -> Dict[str, torch.Tensor]:
+        """Training loss (paper eq. 2) of ``samples['text_output']`` given the image and ``text_input``."""
+        instructions = self._texts(samples, "text_input")
+        targets = self._texts(samples, "text_output", allow_empty=True)
+        if len(targets) != len(instructions):
+            raise ValueError(f"{len(instructions)} instructions but {len(targets)} text_output targets")
+        prefix, prefix_mask = self.visual_prefix(self.encode_image(samples["image"]), instructions)
+        return {"loss": self.adapter.loss(prefix, prefix_mask, instructions, targets)}
+
+    # ------------------------------------------------------------------------------------------- inference
+
+    @torch.no_grad()
+    def generate(
+        self,
+        samples: Dict[str, Any],
+        use_nucleus_sampling: bool = False,
+        num_beams: int = 5,
+        max_length: int = 256,
+        min_length: int = 1,
+        top_p: float = 0.9,
+        repetition_penalty: float = 1.5,
+        length_penalty: float = 1,
+        num_captions: int = 1,
+        temperature: float = 1,
+        aio: Optional[str] = None,
+    ) -> List[str]:
+        """One generated text per sample (``num_captions`` per sample when sampling several), batched."""
+        image_embeds = self.encode_image(samples["image"])
+        instructions = self.instructions_for(samples, image_embeds, aio)
+        prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
+        return self.adapter.generate(
+            prefix,
+            prefix_mask,
+            instructions,
+            do_sample=use_nucleus_sampling,
+            top_p=top_p,
+            temperature=temperature,
+            num_beams=num_beams,
+            max_length=max_length,
+            min_length=min_length,
+            repetition_penalty=repetition_penalty,
+            length_penalty=length_penalty,
+            num_return_sequences=num_captions,
+        )
+
+    def predict_answers(
+        self,
+        samples: Dict[str, Any],
+        num_beams: int = 5,
+        inference_method: str = "generate",
+        max_len: int = 10,
+        min_len: int = 1,
+        num_ans_candidates: int = 128,
+        answer_list: Optional[List[str]] = None,
+        prompt: str = "",
+        length_penalty: Optional[float] = None,
+        aio: Optional[str] = None,
+        **kwargs,
+    ) -> List[str]:
+        """Short answers for VQA (LAVIS signature). ``prompt`` with ``{}`` is filled with each ``text_input``.
+
+        Only ``inference_method="generate"`` exists, as in InstructBLIP; ``answer_list`` is not used.
+        """
+        if inference_method != "generate":
+            raise ValueError(f"inference_method must be 'generate', got {inference_method!r}")
+        texts = self._texts(samples, "text_input")
+        if prompt:
+            samples = {**samples, "text_input": [prompt.format(t) if "{}" in prompt else prompt for t in texts]}
+        if length_penalty is None:  # InstructBLIP's defaults per family
+            length_penalty = 0 if self.cfg.llm.family == "decoder_only" else -1
+        return self.generate(
+            samples, num_beams=num_beams, max_length=max_len, min_length=min_len, length_penalty=length_penalty,
+            aio=aio,
+        )
+
+    @torch.no_grad()
+    def predict_class(
+        self,
+        samples: Dict[str, Any],
+        candidates: Optional[Sequence[Sequence[str]]] = None,
+        n_segments: int = 1,
+        score: str = "mean",
+        aio: Optional[str] = None,
+        chunk_size: int = 128,
+    ) -> Dict[str, List[List[Any]]]:
+        """Rank candidate answers by LM loss (lowest first).
+
+        Args:
+            samples: ``image``, ``text_input`` (the formatted instruction) and, if ``candidates`` is None,
+                ``candidates``.
+            candidates: one list per sample (lengths may differ), or one list shared by the whole batch.
+            n_segments: accepted for LAVIS compatibility; chunking is governed by ``chunk_size``.
+            score: ``mean`` NLL per candidate token (default) or ``sum`` (LAVIS's behaviour, favours short answers).
+            aio: instruction optimization mode (``off``/``rewrite``/``full``); defaults to the config's.
+            chunk_size: candidate rows scored per LLM call.
+
+        Returns:
+            ``{"rankings": [[best_idx, ...], ...], "scores": [[nll per candidate], ...]}``.
+        """
+        choice(score, {"mean", "sum"}, "score")
+        cands = samples.get("candidates") if candidates is None else candidates
+        n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else len(self._texts(samples, "text_input"))
+        cands = _per_sample_candidates(cands, n)
+        image_embeds = self.encode_image(samples["image"])
+        instructions = self.instructions_for(samples, image_embeds, aio)
+        prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
+        scores = self.adapter.rank(prefix, prefix_mask, instructions, cands, reduction=score, chunk_size=chunk_size)
+        rankings = [sorted(range(len(s)), key=lambda j, s=s: (s[j], j)) for s in scores]
+        return {"rankings": rankings, "scores": scores}
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    def instructions_for(self, samples: Dict[str, Any], image_embeds: torch.Tensor, aio: Optional[str]) -> List[str]:
+        """The instruction each sample is answered with: the initial one, or AIO's choice for ``aio`` modes."""
+        instructions = self._texts(samples, "text_input" if "text_input" in samples else "prompt", default=self.cfg.prompt)
+        if len(instructions) != image_embeds.size(0):
+            raise ValueError(f"{image_embeds.size(0)} images but {len(instructions)} instructions")
+        mode = choice(aio or self.cfg.aio.mode, AIO_MODES, "aio")
+        if mode == "off":
+            return instructions
+        from ..aio.optimizer import optimize_batch
+
+        traces = optimize_batch(self, samples, image_embeds, instructions, mode)
+        samples["aio_traces"] = traces
+        return [t["used"] for t in traces]
+
+    def _texts(self, samples: Dict[str, Any], key: str, allow_empty: bool = False, default: str = "") -> List[str]:
+        value = samples.get(key, default)
+        if isinstance(value, str):
+            n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else 1
+            value = [value] * n
+        value = list(value)
+        if not allow_empty:
+            for i, text in enumerate(value):
+                if not isinstance(text, str) or not text.strip():
+                    raise ValueError(f"samples[{key!r}][{i}] is empty: every sample needs a non-empty instruction")
+        return value
+
+    # ------------------------------------------------------------------------------------------ building
+
+    @classmethod
+    def default_config_path(cls, model_type: str) -> str:
+        if model_type not in cls.PRETRAINED_MODEL_CONFIG_DICT:
+            raise ValueError(
+                f"Unknown model_type {model_type!r} for {cls.__name__}; "
+                f"choose one of {sorted(cls.PRETRAINED_MODEL_CONFIG_DICT)}"
+            )
+        return package_path(cls.PRETRAINED_MODEL_CONFIG_DICT[model_type])
+
+    @classmethod
+    def from_config(cls, cfg: Any) -> "VisLingInstruct":
+        """Build from a LAVIS model config, then load the weights it names (``checkpoint.load_weights``)."""
+        from .checkpoint import load_weights
+
+        vcfg = VisLingInstructCfg.from_omegaconf(cfg)
+        model = cls(vcfg)
+        load_weights(model, vcfg)
+        return model
+
+
+def build_llm(cfg: VisLingInstructCfg, vocab_size: int, meta: bool = False) -> nn.Module:
+    """The LLM from ``llm.config`` dimensions (random weights); on the meta device when the loader replaces it.
+
+    T5 uses exact GELU (``dense_act_fn="gelu"``) as LAVIS's InstructBLIP does for FlanT5.
+    """
+    llm = cfg.llm
+    if not llm.config:
+        if not llm.model:
+            raise ValueError("llm.config (dimensions) or llm.model (pretrained path) must be set")
+        kind = "llama" if llm.family == "decoder_only" else "t5"
+        hf_cfg = AutoConfig.for_model(kind)
+    else:
+        fields = dict(llm.config)
+        hf_cfg = AutoConfig.for_model(fields.pop("model_type", "llama" if llm.family == "decoder_only" else "t5"), **fields)
+    if llm.family == "encoder_decoder":
+        hf_cfg.dense_act_fn = "gelu"
+    ctx = torch.device("meta") if meta else contextlib.nullcontext()
+    with ctx:
+        auto = AutoModelForCausalLM if llm.family == "decoder_only" else AutoModelForSeq2SeqLM
+        model = auto.from_config(hf_cfg)
+    if not meta and model.get_input_embeddings().num_embeddings != vocab_size:
+        model.resize_token_embeddings(vocab_size)
+    return model
+
+
+def _per_sample_candidates(cands: Any, n: int) -> List[List[str]]:
+    if cands is None:
+        raise ValueError("predict_class needs candidates (argument or samples['candidates'])")
+    cands = list(cands)
+    if cands and all(isinstance(c, str) for c in cands):
+        cands = [cands] * n
+    if len(cands) != n:
+        raise ValueError(f"{n} samples but {len(cands)} candidate lists")
+    for i, c in enumerate(cands):
+        if len(c) == 0:
+            raise ValueError(f"sample {i} has an empty candidate list")
+        if any(not isinstance(x, str) or not x.strip() for x in c):
+            raise ValueError(f"sample {i} has an empty or non-string candidate")
+    return [list(c) for c in cands]
+
+
+@registry.register_model("vislinginstruct_vicuna")
+class VisLingInstructVicuna(VisLingInstruct):
+    """VisLingInstruct with Vicuna (LLaMA) as the LLM."""
+
+    PRETRAINED_MODEL_CONFIG_DICT = {
+        "vicuna7b": os.path.join("configs", "models", "vislinginstruct_vicuna7b.yaml"),
+        "vicuna13b": os.path.join("configs", "models", "vislinginstruct_vicuna13b.yaml"),
+        "tiny": os.path.join("configs", "models", "vislinginstruct_vicuna_tiny.yaml"),
+    }
+
+
+@registry.register_model("vislinginstruct_t5")
+class VisLingInstructT5(VisLingInstruct):
+    """VisLingInstruct with FlanT5 as the LLM."""
+
+    PRETRAINED_MODEL_CONFIG_DICT = {
+        "flant5xl": os.path.join("configs", "models", "vislinginstruct_flant5xl.yaml"),
+        "flant5xxl": os.path.join("configs", "models", "vislinginstruct_flant5xxl.yaml"),
+        "tiny": os.path.join("configs", "models", "vislinginstruct_t5_tiny.yaml"),
+    }
