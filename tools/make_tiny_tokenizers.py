@@ -26,14 +26,14 @@ def read_corpus(paths):
     return lines
 
 
-def train_spm(lines, prefix, vocab_size, ids):
+def train_spm(lines, prefix, vocab_size, ids, byte_fallback=True):
     model = io.BytesIO()
     spm.SentencePieceTrainer.train(
         sentence_iterator=iter(lines),
         model_writer=model,
         vocab_size=vocab_size,
         model_type="bpe",
-        byte_fallback=True,
+        byte_fallback=byte_fallback,
         character_coverage=1.0,
         split_digits=True,
         add_dummy_prefix=True,
@@ -51,7 +51,7 @@ def main(argv):
               dict(unk_id=0, bos_id=1, eos_id=2, pad_id=-1))
     t5_dir = os.path.join(OUT, "tiny_t5")
     train_spm(lines, os.path.join(t5_dir, "spiece"), 1000,
-              dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1))
+              dict(pad_id=0, eos_id=1, unk_id=2, bos_id=-1), byte_fallback=False)  # as T5's own model
     bert = BertWordPieceTokenizer(lowercase=True)
     bert.train_from_iterator(lines, vocab_size=1000, special_tokens=["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"])
     bert_dir = os.path.join(OUT, "tiny_bert")

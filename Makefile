@@ -1,0 +1,48 @@
+# Set-up, tests and demo. Everything lives in .venv; `make test` and `make demo` set it up on first use.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+STAMP := $(VENV)/.vli-installed
+REF := .cache/reference/lavis_main
+
+.PHONY: setup test demo bench lint clean
+
+setup: $(STAMP) $(REF)/.done
+
+# torch first (pinned: these wheels lie on the build machines' disk), then LAVIS without its stale metadata
+# (it pins transformers<4.27, which has no LLaMA), then this project with the dependency set of constraints.txt.
+$(STAMP): setup.cfg constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -q --no-deps salesforce-lavis==1.0.2
+	$(PIP) install -q -c constraints.txt -e ".[test]"
+	$(PY) -c "import lavis_vislinginstruct, lavis.models; print('lavis-vislinginstruct ready')"
+	touch $@
+
+# LAVIS main's InstructBLIP source (as shipped in the ammico-lavis wheel), used only by the equivalence tests.
+$(REF)/.done:
+	mkdir -p .cache/reference
+	$(PIP) download -q --no-deps ammico-lavis==1.0.2.3 -d .cache/reference
+	$(PY) -m zipfile -e .cache/reference/ammico_lavis-1.0.2.3-py3-none-any.whl .cache/reference/wheel
+	mkdir -p $(REF)
+	cp .cache/reference/wheel/lavis/models/blip2_models/blip2_vicuna_instruct.py \
+	   .cache/reference/wheel/lavis/models/blip2_models/blip2_t5_instruct.py $(REF)/
+	rm -rf .cache/reference/wheel
+	touch $@
+
+test: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
+
+demo: setup
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lavis_vislinginstruct.demo
+
+bench: setup
+	$(PY) bench/ranking.py
+	$(PY) bench/aio.py
+
+lint: setup
+	$(PY) -m flake8 lavis_vislinginstruct tests bench
+
+clean:
+	rm -rf $(VENV) .cache

@@ -1,0 +1,70 @@
+"""Shared fixtures: offline and socket-guarded tests, a temporary LAVIS cache root, tiny models and images."""
+import os
+import socket
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import lavis_vislinginstruct  # noqa: E402,F401  (registers everything)
+
+_LOOPBACK = ("127.", "::1", "localhost")
+_real_connect = socket.socket.connect
+
+
+def _guarded_connect(self, address):
+    """Tests may talk to this machine (gloo process groups) and nothing else."""
+    host = address[0] if isinstance(address, tuple) else address
+    if self.family == socket.AF_UNIX or str(host).startswith(_LOOPBACK):
+        return _real_connect(self, address)
+    raise RuntimeError(f"test tried to open a network connection to {address!r}")
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: _guarded_connect(socket.socket(), address))
+
+
+@pytest.fixture(autouse=True)
+def cache_root(tmp_path, monkeypatch):
+    from lavis.common.registry import registry
+
+    from lavis_vislinginstruct.paths import set_cache_root
+
+    old = registry.mapping["paths"].get("cache_root")
+    path = set_cache_root(str(tmp_path / "cache"))
+    yield path
+    registry.mapping["paths"]["cache_root"] = old
+
+
+def build_tiny(arch: str, **overrides):
+    """A tiny registered model from its packaged config, with dotted-key overrides (``cmaa.enabled=False``)."""
+    from lavis.common.registry import registry
+    from omegaconf import OmegaConf
+
+    cls = registry.get_model_class(arch)
+    cfg = OmegaConf.load(cls.default_config_path("tiny")).model
+    for key, value in overrides.items():
+        OmegaConf.update(cfg, key.replace("__", "."), value)
+    torch.manual_seed(0)
+    return cls.from_config(cfg)
+
+
+@pytest.fixture(params=["vislinginstruct_vicuna", "vislinginstruct_t5"])
+def arch(request):
+    return request.param
+
+
+@pytest.fixture
+def tiny_model(arch):
+    return build_tiny(arch).eval()
+
+
+@pytest.fixture
+def images():
+    g = torch.Generator().manual_seed(1)
+    return torch.randn(3, 3, 32, 32, generator=g)
