@@ -135,11 +135,18 @@ class DecoderOnlyAdapter(LLMAdapter):
         return [t.strip() for t in tok.batch_decode(outputs, skip_special_tokens=True)]
 
     def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
-        """Candidate NLLs with one prefill of ``[visual][</s> prompt]`` per sample, reused through the KV cache."""
+        """Candidate NLLs with one prefill of ``[visual][</s> prompt]`` per sample, shared through the KV cache.
+
+        Each sample's candidates are packed side by side into one row after its cached prefix; a 4-D attention
+        mask lets every candidate token see the prefix and the earlier tokens of its own candidate only, and
+        position ids restart at the prefix length for each candidate. So no prefix is recomputed or copied per
+        candidate. ``chunk_size`` bounds the candidates packed per sample and pass (the cache is cropped back to
+        the prefix between passes).
+        """
         tok = self.tokenizer
         tok.padding_side = "left"
         p = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
-        attention_mask = torch.cat([prefix_mask, p.attention_mask], dim=1)  # (B, P + Lp)
+        attention_mask = torch.cat([prefix_mask, p.attention_mask], dim=1)  # (B, T), T = P + Lp
         position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
         with self.autocast():
             embeds = torch.cat([prefix, self.embed(p.input_ids)], dim=1)
@@ -150,30 +157,71 @@ class DecoderOnlyAdapter(LLMAdapter):
                 use_cache=True,
                 return_dict=True,
             )
-        first_logits = out.logits[:, -1:]  # (B, 1, V): predicts each candidate's first token
-        layers = _legacy_cache(out.past_key_values)
-        prefix_len = attention_mask.sum(-1)  # (B,)
-
-        rows, cand_ids = _flatten_candidates(candidates, lambda c: tok(c).input_ids[1:])  # LAVIS drops the bos
-        scores = torch.empty(len(rows))
-        for start in range(0, len(rows), chunk_size):
-            sel = torch.tensor(rows[start : start + chunk_size], device=self.device)
-            ids, mask = _pad(cand_ids[start : start + chunk_size], tok.pad_token_id, self.device)  # (R, Lc)
-            cache = _cache_from_legacy([(k.index_select(0, sel), v.index_select(0, sel)) for k, v in layers])
-            positions = prefix_len.index_select(0, sel)[:, None] + torch.arange(ids.size(1), device=self.device)
+        first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): each candidate's first token
+        cache, prefix_width = out.past_key_values, attention_mask.size(1)
+        cand_ids = [[tok(c).input_ids[1:] for c in cands] for cands in candidates]  # LAVIS drops the bos
+        scores: List[List[float]] = [[] for _ in candidates]
+        longest = max(len(c) for c in candidates)
+        for start in range(0, longest, chunk_size):
+            chunk = [ids[start : start + chunk_size] for ids in cand_ids]
+            packed = _pack(chunk, attention_mask, tok.pad_token_id, self.llm_dtype)
             with self.autocast():
                 logits = self.lm(
-                    input_ids=ids,
-                    attention_mask=torch.cat([attention_mask.index_select(0, sel), mask], dim=1),
-                    position_ids=positions,
+                    input_ids=packed["ids"],
+                    attention_mask=packed["mask"],
+                    position_ids=packed["positions"],
                     past_key_values=cache,
                     use_cache=True,
                     return_dict=True,
-                ).logits  # (R, Lc, V)
-            logits = torch.cat([first_logits.index_select(0, sel), logits[:, :-1]], dim=1)
-            labels = ids.masked_fill(mask == 0, IGNORE_INDEX)
-            scores[start : start + len(sel)] = _reduce(token_nll(logits, labels), labels, reduction).cpu()
-        return _unflatten(scores, candidates)
+                ).logits  # (B, M, V)
+            _crop(cache, prefix_width)
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            for i, spans in enumerate(packed["spans"]):
+                for (a, b), ids in zip(spans, chunk[i]):
+                    target = torch.tensor(ids, device=logp.device)
+                    nll = torch.cat([-first_logp[i, target[:1]], -logp[i, torch.arange(a, b - 1), target[1:]]])
+                    scores[i].append((nll.sum() if reduction == "sum" else nll.mean()).item())
+        return scores
+
+    @property
+    def llm_dtype(self) -> torch.dtype:
+        return self.lm.get_input_embeddings().weight.dtype
+
+
+def _pack(chunk: List[List[List[int]]], prefix_mask: torch.Tensor, pad_id: int, dtype: torch.dtype) -> Dict[str, Any]:
+    """One row per sample holding its candidates back to back, with a block-causal mask over [prefix | row].
+
+    Returns ids (B, M), positions (B, M), an additive float mask (B, 1, M, T + M) and per sample the
+    ``(start, end)`` span of each candidate in the row.
+    """
+    device = prefix_mask.device
+    b, t = prefix_mask.shape
+    width = max(1, max(sum(len(c) for c in cands) for cands in chunk))
+    ids = torch.full((b, width), pad_id, dtype=torch.long)
+    positions = torch.ones((b, width), dtype=torch.long)
+    allowed = torch.zeros((b, width, t + width), dtype=torch.bool)
+    allowed[:, torch.arange(width), t + torch.arange(width)] = True  # padding rows see themselves: no empty softmax
+    prefix_len = prefix_mask.sum(-1).tolist()
+    spans = []
+    for i, cands in enumerate(chunk):
+        row_spans, k = [], 0
+        for c in cands:
+            n = len(c)
+            ids[i, k : k + n] = torch.tensor(c, dtype=torch.long)
+            positions[i, k : k + n] = prefix_len[i] + torch.arange(n)
+            allowed[i, k : k + n, :t] = prefix_mask[i].bool().cpu()
+            allowed[i, k : k + n, t + k : t + k + n] = torch.ones(n, n, dtype=torch.bool).tril()
+            row_spans.append((k, k + n))
+            k += n
+        spans.append(row_spans)
+    mask = torch.zeros(allowed.shape, dtype=dtype).masked_fill(~allowed, torch.finfo(dtype).min)
+    return {"ids": ids.to(device), "positions": positions.to(device), "mask": mask[:, None].to(device), "spans": spans}
+
+
+def _crop(cache: Any, length: int) -> None:
+    """Drop what a candidate pass appended to a HF cache object (legacy tuples are never extended in place)."""
+    if hasattr(cache, "crop"):
+        cache.crop(length)
 
 
 class EncoderDecoderAdapter(LLMAdapter):
@@ -300,21 +348,6 @@ def _reduce(nll: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Te
     if reduction == "sum":
         return total
     return total / (labels != IGNORE_INDEX).sum(-1).clamp(min=1)
-
-
-def _legacy_cache(past: Any) -> List[Tuple[torch.Tensor, torch.Tensor]]:
-    """(key, value) per layer from a HF cache object or a legacy tuple."""
-    if hasattr(past, "to_legacy_cache"):
-        past = past.to_legacy_cache()
-    return [(k, v) for k, v in past]
-
-
-def _cache_from_legacy(layers: List[Tuple[torch.Tensor, torch.Tensor]]) -> Any:
-    try:
-        from transformers import DynamicCache
-    except ImportError:  # transformers < 4.36 takes the tuple itself
-        return tuple(layers)
-    return DynamicCache.from_legacy_cache(tuple(layers))
 
 
 def describe(adapter: LLMAdapter) -> Dict[str, str]:

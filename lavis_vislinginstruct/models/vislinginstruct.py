@@ -19,6 +19,7 @@ Parameter names equal LAVIS's (``visual_encoder``, ``ln_vision``, ``query_tokens
 import contextlib
 import logging
 import os
+from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
@@ -71,7 +72,8 @@ class VisLingInstruct(BaseModel):
         llm_width = hidden.hidden_size if family == "decoder_only" else hidden.d_model
         setattr(self, self.adapter.proj_attr, nn.Linear(cfg.qformer.hidden_size, llm_width))
         self.apply_freezing()
-        self._aio_cache: Dict[str, str] = {}
+        self._aio_cache: Dict[str, str] = {}  # AIO stage-1 rewrites, memoized by instruction text
+        self.aio_counters: Counter = Counter()  # AIO stage calls, for benchmarks and logs
 
     # ----------------------------------------------------------------------------------------------- set-up
 
@@ -270,9 +272,13 @@ class VisLingInstruct(BaseModel):
 
     # ------------------------------------------------------------------------------------------- helpers
 
-    def instructions_for(self, samples: Dict[str, Any], image_embeds: torch.Tensor, aio: Optional[str]) -> List[str]:
-        """The instruction each sample is answered with: the initial one, or AIO's choice for ``aio`` modes."""
-        instructions = self._texts(samples, "text_input" if "text_input" in samples else "prompt", default=self.cfg.prompt)
+    def instructions_for(
+        self, samples: Dict[str, Any], image_embeds: torch.Tensor, aio: Optional[str], select: str = ""
+    ) -> List[str]:
+        """The instruction each sample is answered with: the initial one, or AIO's choice (traces kept in
+        ``samples["aio_traces"]``)."""
+        key = "text_input" if "text_input" in samples else "prompt"
+        instructions = self._texts(samples, key, default=self.cfg.prompt)
         if len(instructions) != image_embeds.size(0):
             raise ValueError(f"{image_embeds.size(0)} images but {len(instructions)} instructions")
         mode = choice(aio or self.cfg.aio.mode, AIO_MODES, "aio")
@@ -280,9 +286,33 @@ class VisLingInstruct(BaseModel):
             return instructions
         from ..aio.optimizer import optimize_batch
 
-        traces = optimize_batch(self, samples, image_embeds, instructions, mode)
+        traces = optimize_batch(self, samples, image_embeds, instructions, mode, select)
         samples["aio_traces"] = traces
         return [t["used"] for t in traces]
+
+    @torch.no_grad()
+    def optimize_instructions(
+        self, samples: Dict[str, Any], mode: str = "full", select: str = ""
+    ) -> List[Dict[str, Any]]:
+        """AIO traces (initial, rewritten, both IAS, comparison prompt, generated, used, reason) per sample."""
+        from ..aio.optimizer import optimize_batch
+
+        image_embeds = self.encode_image(samples["image"])
+        instructions = self._texts(samples, "text_input")
+        if len(instructions) != image_embeds.size(0):
+            raise ValueError(f"{image_embeds.size(0)} images but {len(instructions)} instructions")
+        return optimize_batch(self, samples, image_embeds, instructions, mode, select)
+
+    @torch.no_grad()
+    def instruction_alignment_score(self, samples: Dict[str, Any], instructions: Sequence[str]) -> torch.Tensor:
+        """Instruction Alignment Score (eq. 3) of ``instructions[i]`` for image ``i``: per-sample mean NLL; (B,)."""
+        from ..aio.optimizer import instruction_alignment_score
+
+        image_embeds = self.encode_image(samples["image"])
+        instructions = self._texts({"image": samples["image"], "x": instructions}, "x")
+        if len(instructions) != image_embeds.size(0):
+            raise ValueError(f"{image_embeds.size(0)} images but {len(instructions)} instructions")
+        return instruction_alignment_score(self, image_embeds, instructions)
 
     def _texts(self, samples: Dict[str, Any], key: str, allow_empty: bool = False, default: str = "") -> List[str]:
         value = samples.get(key, default)

@@ -1,0 +1,159 @@
+"""Autonomous Instruction Optimization: IAS values, prompt order, memoization, fallbacks, modes, efficiency."""
+import pytest
+import torch
+
+from lavis_vislinginstruct.aio.optimizer import comparison_prompt, missing_spans
+
+Q1 = "Question: what colour is the circle? \n Short answer:"
+Q2 = "Question: how many shapes are there? Options: (a) one (b) two \n Answer:"
+
+
+def reference_ias(model, image, instruction):
+    """Eq. 3 by hand: one unpadded LLM pass, then the mean NLL of the instruction's tokens."""
+    prefix, _ = model.visual_prefix(model.encode_image(image), [instruction])
+    prompt = model.cfg.aio.ias_prompt
+    if model.cfg.llm.family == "decoder_only":
+        tok = model.llm_tokenizer
+        p_ids, t_ids = tok(prompt).input_ids, tok(instruction).input_ids[1:]
+        x = torch.cat([prefix, model.llm.get_input_embeddings()(torch.tensor([p_ids + t_ids]))], dim=1)
+        logp = model.llm(inputs_embeds=x).logits[0].log_softmax(-1)
+        start = prefix.size(1) + len(p_ids)
+        nll = [-logp[start + j - 1, t] for j, t in enumerate(t_ids)]
+    else:
+        enc = model.t5_tokenizer(prompt, return_tensors="pt").input_ids
+        x = torch.cat([prefix, model.llm.encoder.embed_tokens(enc)], dim=1)
+        t_ids = model.t5_output_tokenizer(instruction, add_special_tokens=False).input_ids
+        logp = model.llm(inputs_embeds=x, labels=torch.tensor([t_ids])).logits[0].log_softmax(-1)
+        nll = [-logp[j, t] for j, t in enumerate(t_ids)]
+    return float(sum(nll) / len(nll))
+
+
+def test_ias_equals_hand_written_reference(tiny_model, images):
+    instructions = [Q1, Q2, "A short image description:"]
+    with torch.no_grad():
+        got = tiny_model.instruction_alignment_score({"image": images}, instructions)
+        expected = [reference_ias(tiny_model, images[i : i + 1], t) for i, t in enumerate(instructions)]
+    assert got.shape == (3,)
+    assert got.tolist() == pytest.approx(expected, rel=1e-4, abs=1e-4)  # per sample, never a batch mean
+
+
+def test_comparison_prompt_orders_worst_to_best():
+    text = comparison_prompt([("good", 1.25), ("bad", 3.5)], "I: {instruction} S: {score:.2f}", "New:")
+    assert text == "I: bad S: 3.50\nI: good S: 1.25\nNew:"
+
+
+def test_missing_spans_is_case_and_space_insensitive():
+    assert missing_spans("What  COLOUR is it? (a) red", ["what colour", "(a) red", "(b) blue"]) == ["(b) blue"]
+
+
+class Script:
+    """Replaces the adapter's generate: canned rewrites (no image) and comparison outputs (with image)."""
+
+    def __init__(self, model, rewrite, compare):
+        self.model, self.rewrite, self.compare = model, rewrite, compare
+        self.real = model.adapter.generate
+        self.rewrite_prompts, self.compare_prompts, self.answer_prompts = [], [], []
+        model.adapter.generate = self
+
+    def __call__(self, prefix, prefix_mask, prompts, **kwargs):
+        if prefix is None:
+            self.rewrite_prompts.append(list(prompts))
+            return [self.rewrite(p) for p in prompts]
+        if prompts[0].endswith(self.model.cfg.aio.compare_cue):
+            self.compare_prompts.append(list(prompts))
+            return [self.compare(p) for p in prompts]
+        self.answer_prompts.append(list(prompts))
+        return self.real(prefix, prefix_mask, prompts, **kwargs)
+
+
+def initial_of(rewrite_prompt, model):
+    head, tail = model.cfg.aio.rewrite_template.split("{}")
+    return rewrite_prompt[len(head) : -len(tail)]
+
+
+def last_listed(prompt, model):
+    """The instruction of the last (best) pair of a comparison prompt built with the default template."""
+    body = prompt[: -len(model.cfg.aio.compare_cue)].rstrip("\n")
+    return body.rsplit("Instruction: ", 1)[1].rsplit(" Score: ", 1)[0]
+
+
+def test_modes_change_the_instruction_that_reaches_the_answer(tiny_model, images):
+    s = {"image": images[:2], "text_input": [Q1, Q2], "keep_spans": [["what colour is the circle?"], ["(a) one"]]}
+    script = Script(tiny_model, lambda p: "Please answer: " + initial_of(p, tiny_model),
+                    lambda p: "OPTIMIZED " + last_listed(p, tiny_model))
+    for mode, expected in [("off", [Q1, Q2]), ("rewrite", ["Please answer: " + Q1, "Please answer: " + Q2])]:
+        tiny_model.generate(dict(s), aio=mode, max_length=3)
+        assert script.answer_prompts[-1] == expected
+    batch = dict(s)
+    tiny_model.generate(batch, aio="full", max_length=3)
+    traces = batch["aio_traces"]
+    assert script.answer_prompts[-1] == [t["used"] for t in traces]
+    for t in traces:
+        best = min((t["initial"], t["ias_initial"]), (t["rewritten"], t["ias_rewritten"]), key=lambda p: p[1])[0]
+        assert t["generated"] == "OPTIMIZED " + best and t["used"] == t["generated"] and t["reason"] == ""
+        scores = [float(x.split("\n", 1)[0]) for x in t["comparison_prompt"].split("Score: ")[1:]]
+        assert scores == sorted(scores, reverse=True) and len(scores) == 2
+
+
+@pytest.mark.parametrize("compare, reason", [(lambda p: "", "empty output"),
+                                             (lambda p: "Describe the image.", "lost task content")])
+def test_fallback_to_best_ias_instruction_keeping_content(tiny_model, images, compare, reason):
+    s = {"image": images[:2], "text_input": [Q1, Q2], "keep_spans": [["what colour is the circle?"], ["(b) two"]]}
+    Script(tiny_model, lambda p: "Tell me the colour.", compare)  # the rewrite itself drops the question
+    traces = tiny_model.optimize_instructions(s)
+    for t in traces:
+        assert t["reason"].startswith(reason)
+        assert t["used"] == t["initial"]  # the only instruction that keeps the content
+
+
+def test_best_ias_select_scores_the_generated_instruction(tiny_model, images):
+    s = {"image": images[:1], "text_input": [Q1]}
+    Script(tiny_model, lambda p: "Which colour has the circle?", lambda p: "Name the circle's colour.")
+    (t,) = tiny_model.optimize_instructions(s, select="best_ias")
+    options = {t["initial"]: t["ias_initial"], t["rewritten"]: t["ias_rewritten"], t["generated"]: t["ias_generated"]}
+    assert t["used"] == min(options, key=options.get)
+    assert t["ias_generated"] == pytest.approx(float(tiny_model.instruction_alignment_score(
+        {"image": images[:1]}, [t["generated"]])[0]), rel=1e-4)
+
+
+def test_repeated_instruction_is_rewritten_once(tiny_model, images):
+    script = Script(tiny_model, lambda p: "Give a short description of the image.", lambda p: "Describe it.")
+    caption = "A short image description:"
+    tiny_model.optimize_instructions({"image": images, "text_input": [caption] * 3})
+    tiny_model.optimize_instructions({"image": images[:2], "text_input": [caption, Q1]})
+    assert script.rewrite_prompts == [[tiny_model.cfg.aio.rewrite_template.format(caption)],
+                                      [tiny_model.cfg.aio.rewrite_template.format(Q1)]]
+
+
+def test_batch_of_different_instructions(tiny_model, images):
+    s = {"image": images, "text_input": [Q1, Q2, "A short image description:"]}
+    traces = tiny_model.optimize_instructions(s)
+    assert [t["initial"] for t in traces] == s["text_input"]
+    alone = tiny_model.optimize_instructions({"image": images[1:2], "text_input": [Q2]})[0]
+    assert alone["ias_initial"] == pytest.approx(traces[1]["ias_initial"], rel=1e-4)
+    assert alone["generated"] == traces[1]["generated"]
+
+
+@pytest.mark.parametrize("call", ["generate", "predict_class"])
+def test_vision_encoder_runs_once_per_image_per_call(tiny_model, images, call):
+    seen = []
+    hook = tiny_model.visual_encoder.register_forward_hook(lambda m, i, o: seen.append(i[0].shape[0]))
+    s = {"image": images, "text_input": [Q1, Q2, "Is it red?"]}
+    if call == "generate":
+        tiny_model.generate(s, aio="full", max_length=3)
+    else:
+        tiny_model.predict_class(s, [["red", "blue"], ["one", "two"], ["yes", "no"]], aio="full")
+    hook.remove()
+    assert seen == [3]
+
+
+def test_bad_input(tiny_model, images):
+    with pytest.raises(ValueError, match="is empty"):
+        tiny_model.optimize_instructions({"image": images[:2], "text_input": [Q1, " "]})
+    with pytest.raises(ValueError, match="2 images but 1 instructions"):
+        tiny_model.optimize_instructions({"image": images[:2], "text_input": [Q1]})
+    with pytest.raises(ValueError, match="aio must be one of"):
+        tiny_model.generate({"image": images[:1], "text_input": [Q1]}, aio="fast")
+    long = " ".join(["circle"] * (tiny_model.cfg.qformer.max_txt_len + 10))
+    (t,) = tiny_model.optimize_instructions({"image": images[:1], "text_input": [long]}, mode="off")
+    assert "only the last" in t["notes"][0]
