@@ -1,0 +1,187 @@
+"""Shared pieces of the ``vli_*`` datasets: file readers, image loading, the base class and the collater.
+
+Every dataset parses its official annotation file once into a list of plain records (``self.annotation``); a
+record holds the image path and the already-normalized text fields. ``__getitem__`` loads the image and turns the
+record into a sample of the plugin's ``samples`` contract (``docs/design.md``).
+"""
+
+import json
+import logging
+import os
+from typing import Any, Dict, List, Optional, Sequence
+
+import torch
+from lavis.datasets.datasets.base_dataset import BaseDataset
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+
+class ImageLoadError(RuntimeError):
+    """An image file exists but cannot be decoded."""
+
+
+def read_json(path: str) -> Any:
+    """Load a JSON file, naming the file when it is not valid JSON."""
+    with open(path, "r", encoding="utf-8") as handle:
+        try:
+            return json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path} is not valid JSON: {err}") from err
+
+
+def read_jsonl(path: str) -> List[Dict[str, Any]]:
+    """Load a JSON-lines file (blank lines skipped), naming the file and line of a bad record."""
+    records = []
+    with open(path, "r", encoding="utf-8") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError as err:
+                raise ValueError(f"{path}:{line_no} is not a JSON record: {err}") from err
+    return records
+
+
+def load_image(path: str) -> Image.Image:
+    """Open an image as RGB.
+
+    Raises:
+        FileNotFoundError: If ``path`` does not exist (the message names it).
+        ImageLoadError: If the file cannot be decoded (the message names it).
+    """
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"Image not found: {path}")
+    try:
+        with Image.open(path) as image:
+            return image.convert("RGB")
+    except (UnidentifiedImageError, OSError, ValueError) as err:
+        raise ImageLoadError(f"Cannot read image {path}: {err}") from err
+
+
+def collate_samples(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+    """Stack tensors (the images) and keep every other field as a per-sample list.
+
+    LAVIS 1.0.2's ``default_collate`` fails on per-sample candidate lists of different lengths and turns
+    string lists into tuples; here ``candidates`` stays ``list[list[str]]`` and ``text_input`` ``list[str]``.
+
+    Args:
+        samples: Samples of one batch, all with the same keys.
+
+    Returns:
+        The batch dict.
+    """
+    if not samples:
+        return {}
+    batch: Dict[str, Any] = {}
+    for key in samples[0]:
+        values = [sample[key] for sample in samples]
+        batch[key] = torch.stack(values) if isinstance(values[0], torch.Tensor) else values
+    return batch
+
+
+class VliDataset(BaseDataset):
+    """Base of every ``vli_*`` dataset.
+
+    Subclasses implement :meth:`load_annotations` (official files → records with at least ``image`` and
+    ``instance_id``) and :meth:`build_sample` (record → sample fields other than ``image``).
+
+    Args:
+        vis_processor: Image processor (LAVIS processor from the builder config).
+        text_processor: Text processor (``vli_instruction`` for evaluation, ``vli_text`` for training).
+        vis_root: Directory that the records' image paths are relative to.
+        ann_paths: Main annotation file(s) of the split.
+        split: LAVIS split name (``train``, ``val`` or ``test``).
+        files: Extra named files of the split (``ocr``, ``pid_splits``), from ``<name>_storage`` config keys.
+    """
+
+    #: Whether a missing image may be skipped (only for training data, see ``skip_missing_images``).
+    skip_missing_images = False
+
+    def __init__(
+        self,
+        vis_processor=None,
+        text_processor=None,
+        vis_root: str = "",
+        ann_paths: Sequence[str] = (),
+        split: str = "val",
+        files: Optional[Dict[str, str]] = None,
+    ):
+        self.vis_processor = vis_processor
+        self.text_processor = text_processor
+        self.vis_root = vis_root
+        self.split = split
+        self.files = dict(files or {})
+        self.num_skipped_missing_images = 0
+        self.annotation = self._check_images(self.load_annotations(list(ann_paths)))
+        self._check_unique_ids()
+        logger.info("%s (%s): %d samples", type(self).__name__, split, len(self.annotation))
+
+    def load_annotations(self, ann_paths: List[str]) -> List[Dict[str, Any]]:
+        """Parse the official annotation files into records."""
+        raise NotImplementedError
+
+    def build_sample(self, ann: Dict[str, Any]) -> Dict[str, Any]:
+        """Turn a record into the sample's text and ground-truth fields."""
+        raise NotImplementedError
+
+    def image_path(self, ann: Dict[str, Any]) -> str:
+        """Absolute path of a record's image (records may also hold absolute paths)."""
+        return os.path.join(self.vis_root, ann["image"])
+
+    def require_file(self, role: str) -> str:
+        """Path of the extra file ``role`` (config key ``<role>_storage``), or a clear error if none is set."""
+        if role not in self.files:
+            raise ValueError(
+                f"{type(self).__name__} needs build_info.annotations.{self.split}.{role}_storage in its config"
+            )
+        return self.files[role]
+
+    def __getitem__(self, index: int) -> Dict[str, Any]:
+        ann = self.annotation[index]
+        sample = self.build_sample(ann)
+        sample["image"] = self.vis_processor(load_image(self.image_path(ann)))
+        return sample
+
+    def __len__(self) -> int:
+        return len(self.annotation)
+
+    def collater(self, samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
+        """See :func:`collate_samples`."""
+        return collate_samples(samples)
+
+    def _check_images(self, records: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
+        """Fail early (before hours of evaluation) on missing images; training data may skip them instead."""
+        present: Dict[str, bool] = {}
+        for ann in records:
+            path = self.image_path(ann)
+            if path not in present:
+                present[path] = os.path.isfile(path)
+        kept = [ann for ann in records if present[self.image_path(ann)]]
+        missing = [ann for ann in records if not present[self.image_path(ann)]]
+        if missing and not self.skip_missing_images:
+            raise FileNotFoundError(
+                f"Image not found: {self.image_path(missing[0])} (sample {missing[0]['instance_id']} of "
+                f"{type(self).__name__} {self.split}; {len(missing)} of {len(records)} samples lack their image). "
+                "Check build_info.images.storage and cache_root."
+            )
+        self.num_skipped_missing_images = len(missing)
+        if missing:
+            logger.warning(
+                "%s (%s): skipped %d of %d samples whose image is missing under %s (first: %s)",
+                type(self).__name__,
+                self.split,
+                len(missing),
+                len(records),
+                self.vis_root,
+                self.image_path(missing[0]),
+            )
+        return kept
+
+    def _check_unique_ids(self) -> None:
+        seen = set()
+        for ann in self.annotation:
+            if ann["instance_id"] in seen:
+                raise ValueError(f"{type(self).__name__} ({self.split}): duplicate instance_id {ann['instance_id']!r}")
+            seen.add(ann["instance_id"])
