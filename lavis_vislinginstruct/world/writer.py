@@ -1,0 +1,373 @@
+"""Write the demo world to disk in the official file formats of the datasets it stands in for.
+
+The output folder is laid out as a LAVIS ``cache_root`` for the packaged ``vli_*`` dataset configs
+(``configs/datasets/<name>/defaults.yaml``), so pointing ``cache_root`` at it is all a run needs::
+
+    manifest.json                                      files, seed, counts, chance levels, instructions
+    llava_instruct_150k/llava_instruct_150k.json       LLaVA-Instruct-150K conversations (training)
+    coco/images/train2017/<12 digits>.jpg              their images
+    flickr30k/annotations/dataset_flickr30k.json       Karpathy split file, 5 references per image, split "test"
+    flickr30k/images/flickr30k-images/<id>.jpg
+    gqa/annotations/testdev_balanced_questions.json    GQA questions1.2: dict qid -> question
+    gqa/images/<imageId>.jpg
+    vsr/annotations/zeroshot/test.jsonl                VSR split file (one JSON object per line)
+    vsr/images/<image>
+    scienceqa/data/problems.json, pid_splits.json      ScienceQA (all problems in split "test", all with an image)
+    scienceqa/images/test/<pid>/image.png
+    textvqa/annotations/TextVQA_0.5.1_val.json         TextVQA questions (10 answers each)
+    textvqa/annotations/TextVQA_Rosetta_OCR_v0.2_val.json   Rosetta-layout OCR: the rendered word, a perfect OCR
+    textvqa/images/train_images/<image_id>.jpg
+
+Beside each annotation file lies ``scenes.json`` (not an official file): the scene behind each image, keyed by the
+record's image reference (LLaVA ``image``, Flickr ``filename``, GQA ``imageId``, VSR ``image``, ScienceQA pid,
+TextVQA ``image_id``), for tests and debugging. Invented URLs use the reserved ``.invalid`` domain.
+
+Record layouts are built by :mod:`.formats`. Each dataset draws from its own random stream
+(``vli-world/<seed>/<dataset>``), so the sets do not shift when another count changes. JSON is written with sorted
+keys and no timestamps; images are encoded deterministically. Output is byte-identical for a seed within one
+environment; the JSON is also identical across environments, image bytes may differ across Pillow/zlib/libjpeg builds.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import random
+import shutil
+from collections import Counter, defaultdict
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from lavis_vislinginstruct.processors.templates import TEMPLATES
+
+from . import formats
+from . import instructions as ins
+from .scenes import (
+    COLORS,
+    DEFAULT_IMAGE_SIZE,
+    SHAPES,
+    SIZES,
+    WORDS,
+    Scene,
+    encode_image,
+    render_scene,
+    sample_scene,
+    word_box,
+)
+from .tasks import captions, make_choice, make_question, make_statement
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+DATASET_DIRS = ("llava_instruct_150k", "coco", "flickr30k", "gqa", "vsr", "scienceqa", "textvqa")
+
+
+class _Output:
+    """Writes files under one root and remembers annotation files (with their sha256) for the manifest."""
+
+    def __init__(self, root: str, image_size: int) -> None:
+        self.root = root
+        self.image_size = image_size
+        self.annotation_files: Dict[str, str] = {}
+        self.n_images = 0
+
+    def _path(self, rel: str) -> str:
+        full = os.path.join(self.root, rel)
+        os.makedirs(os.path.dirname(full), exist_ok=True)
+        return full
+
+    def image(self, rel: str, scene: Scene) -> None:
+        """Render ``scene`` and save it at ``rel`` (format from the extension)."""
+        with open(self._path(rel), "wb") as f:
+            f.write(encode_image(render_scene(scene, self.image_size), rel.rsplit(".", 1)[-1]))
+        self.n_images += 1
+
+    def text(self, rel: str, content: str, annotation: bool = True) -> None:
+        """Write UTF-8 text; ``annotation`` files are listed in the manifest."""
+        data = content.encode("utf-8")
+        with open(self._path(rel), "wb") as f:
+            f.write(data)
+        if annotation:
+            self.annotation_files[rel] = hashlib.sha256(data).hexdigest()
+
+    def json(self, rel: str, obj: Any, annotation: bool = True) -> None:
+        """Write ``obj`` as JSON with sorted keys (byte-stable)."""
+        self.text(rel, json.dumps(obj, sort_keys=True, ensure_ascii=False) + "\n", annotation)
+
+
+def _stream(seed: int, name: str) -> random.Random:
+    # A str seed is hashed with SHA-512 by `random`, independent of PYTHONHASHSEED and the platform.
+    return random.Random(f"vli-world/{seed}/{name}")
+
+
+def _eval_scenes(rng: random.Random, n: int, **constraints: Any) -> List[Scene]:
+    """``n`` held-out scenes, distinct within the set while the slice of the scene space allows."""
+    seen: set = set()
+    scenes = []
+    for _ in range(n):
+        scene = sample_scene(rng, "eval", exclude=seen, **constraints)
+        seen.add(scene.key())
+        scenes.append(scene)
+    return scenes
+
+
+Guess = Tuple[str, str, Sequence[str]]  # (question type, correct answer, options) of one evaluation record
+
+
+def blind_baselines(guesses: List[Guess]) -> Dict[str, float]:
+    """Accuracy of two blind guessers on a set of records.
+
+    ``chance`` picks uniformly among a record's options. ``answer_prior`` knows how often each answer occurs per
+    question type in the set and always picks the most frequent of the record's options: the floor for a model that
+    reads only the question.
+    """
+    counts: Dict[str, Counter] = defaultdict(Counter)
+    for qtype, answer, _ in guesses:
+        counts[qtype][answer] += 1
+    chance = sum(1.0 / len(options) for _, _, options in guesses)
+    prior = sum(max(options, key=lambda o: counts[qtype][o]) == answer for qtype, answer, options in guesses)
+    n = max(len(guesses), 1)
+    return {"chance": round(chance / n, 6), "answer_prior": round(prior / n, 6)}
+
+
+def _entry(
+    builder: str,
+    fmt: str,
+    annotations: Dict[str, str],
+    images: str,
+    scenes: str,
+    count: int,
+    metric: Optional[str] = None,
+    guesses: Optional[List[Guess]] = None,
+    **extra: Any,
+) -> Dict[str, Any]:
+    """A manifest entry; evaluation sets name their ``metric`` and, for accuracy metrics, the blind baselines."""
+    entry = {"builder": builder, "format": fmt, "annotations": annotations, "images": images, "scenes": scenes}
+    entry.update(count=count, **extra)
+    if metric is not None:
+        entry.update(metric=metric, **(blind_baselines(guesses) if guesses else {"chance": None, "answer_prior": None}))
+    return entry
+
+
+def write_llava(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+    """Training conversations in LLaVA-Instruct-150K format (one image per record)."""
+    records, scenes, kinds = [], {}, {}
+    for i in range(n):
+        scene = sample_scene(rng, "train")
+        record = ins.build_training_record(scene, rng)
+        name = f"{i + 1:012d}.jpg"
+        out.image(f"coco/images/train2017/{name}", scene)
+        records.append({"id": name[:-4], "image": name, "conversations": record.conversations()})
+        scenes[name] = scene.to_dict()
+        label = record.kind if record.family is None else f"{record.kind}/{record.family}"
+        kinds[label] = kinds.get(label, 0) + 1
+    out.json("llava_instruct_150k/llava_instruct_150k.json", records)
+    out.json("llava_instruct_150k/scenes.json", scenes, annotation=False)
+    annotations = {"train": "llava_instruct_150k/llava_instruct_150k.json"}
+    return _entry(
+        "vli_llava_instruct_150k",
+        "llava_instruct_150k",
+        annotations,
+        "coco/images/train2017",
+        "llava_instruct_150k/scenes.json",
+        n,
+        kinds=dict(sorted(kinds.items())),
+    )
+
+
+def write_flickr30k(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+    """Captioning set in the Karpathy ``dataset_flickr30k.json`` format, all images in split ``test``."""
+    images, scenes = [], {}
+    for i, scene in enumerate(_eval_scenes(rng, n)):
+        filename = f"{1000000 + i}.jpg"
+        out.image(f"flickr30k/images/flickr30k-images/{filename}", scene)
+        images.append(formats.karpathy_image(filename, i, captions(scene)))
+        scenes[filename] = scene.to_dict()
+    out.json("flickr30k/annotations/dataset_flickr30k.json", {"images": images, "dataset": "flickr30k"})
+    out.json("flickr30k/annotations/scenes.json", scenes, annotation=False)
+    annotations = {"test": "flickr30k/annotations/dataset_flickr30k.json"}
+    return _entry(
+        "vli_flickr30k",
+        "karpathy_dataset_json",
+        annotations,
+        "flickr30k/images",
+        "flickr30k/annotations/scenes.json",
+        n,
+        "CIDEr",
+        None,
+        image_subdir="flickr30k-images",
+        instruction=TEMPLATES["flickr30k"],
+    )
+
+
+def write_gqa(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+    """Short-answer VQA in the official GQA ``testdev_balanced_questions.json`` layout (one question per image)."""
+    questions, scenes, guesses = {}, {}, []
+    for i, scene in enumerate(_eval_scenes(rng, n)):
+        image_id, qid = f"n{100000 + i}", str(200000000 + i)
+        question = make_question(scene, ins.GQA_TYPES[i % len(ins.GQA_TYPES)], rng)
+        out.image(f"gqa/images/{image_id}.jpg", scene)
+        questions[qid] = formats.gqa_question(question, image_id, qid)
+        scenes[image_id] = scene.to_dict()
+        guesses.append((question.qtype, question.answer, question.answer_space))
+    out.json("gqa/annotations/testdev_balanced_questions.json", questions)
+    out.json("gqa/annotations/scenes.json", scenes, annotation=False)
+    annotations = {"val": "gqa/annotations/testdev_balanced_questions.json"}
+    return _entry(
+        "vli_gqa",
+        "gqa_questions1.2",
+        annotations,
+        "gqa/images",
+        "gqa/annotations/scenes.json",
+        n,
+        "exact-match accuracy",
+        guesses,
+        instruction=TEMPLATES["gqa"],
+    )
+
+
+def write_vsr(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+    """Spatial statements in the VSR jsonl format; labels balanced (half true, in shuffled order)."""
+    labels = [i % 2 for i in range(n)]
+    rng.shuffle(labels)
+    lines, scenes = [], {}
+    for i, (scene, label) in enumerate(zip(_eval_scenes(rng, n, min_objects=2), labels)):
+        name = f"{i + 1:012d}.jpg"
+        statement = make_statement(scene, label, rng)
+        voters = tuple(rng.sample(range(1, 60), 3))
+        out.image(f"vsr/images/{name}", scene)
+        record = formats.vsr_line(name, statement, rng.randrange(60), voters)
+        lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
+        scenes[name] = scene.to_dict()
+    out.text("vsr/annotations/zeroshot/test.jsonl", "".join(lines))
+    out.json("vsr/annotations/zeroshot/scenes.json", scenes, annotation=False)
+    return _entry(
+        "vli_vsr",
+        "vsr_jsonl",
+        {"test": "vsr/annotations/zeroshot/test.jsonl"},
+        "vsr/images",
+        "vsr/annotations/zeroshot/scenes.json",
+        n,
+        "accuracy",
+        [("vsr", ins.VSR_ANSWERS[label], ins.VSR_ANSWERS) for label in labels],
+        label_balance=round(sum(labels) / max(n, 1), 6),
+        candidates=list(ins.VSR_ANSWERS),
+        instruction=TEMPLATES["vsr"],
+    )
+
+
+def write_scienceqa(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+    """Multiple choice in the official ScienceQA ``problems.json`` + ``pid_splits.json`` layout (split test)."""
+    problems, scenes, guesses = {}, {}, []
+    for i, scene in enumerate(_eval_scenes(rng, n)):
+        pid = str(i + 1)
+        types = [t for t in ins.SCIENCEQA_TYPES if t != "text" or scene.word is not None]
+        problem = make_choice(scene, types[i % len(types)], rng)
+        out.image(f"scienceqa/images/test/{pid}/image.png", scene)
+        problems[pid] = formats.scienceqa_problem(problem, ins.scienceqa_hint(problem))
+        scenes[pid] = scene.to_dict()
+        guesses.append((problem.question.qtype, problem.question.answer, problem.choices))
+    out.json("scienceqa/data/problems.json", problems)
+    out.json("scienceqa/data/pid_splits.json", formats.scienceqa_pid_splits(list(problems)))
+    out.json("scienceqa/data/scenes.json", scenes, annotation=False)
+    annotations = {"problems": "scienceqa/data/problems.json", "pid_splits": "scienceqa/data/pid_splits.json"}
+    return _entry(
+        "vli_scienceqa",
+        "scienceqa_problems",
+        annotations,
+        "scienceqa/images",
+        "scienceqa/data/scenes.json",
+        n,
+        "accuracy",
+        guesses,
+        instruction=TEMPLATES["scienceqa"],
+    )
+
+
+def write_textvqa(out: _Output, rng: random.Random, n: int, seed: int) -> Dict[str, Any]:
+    """Text reading in the TextVQA 0.5.1 val format plus a Rosetta-layout OCR file holding the rendered word."""
+    data, ocr, scenes, guesses = [], [], {}, []
+    size = out.image_size
+    for i, scene in enumerate(_eval_scenes(rng, n, word=True)):
+        image_id = hashlib.sha256(f"vli-world/{seed}/textvqa/{i}".encode()).hexdigest()[:16]
+        question = make_question(scene, "text", rng)
+        out.image(f"textvqa/images/train_images/{image_id}.jpg", scene)
+        data.append(formats.textvqa_question(question, scene, image_id, 34602 + i, size))
+        ocr.append(formats.rosetta_ocr(image_id, scene.word, word_box(scene, size), size))
+        scenes[image_id] = scene.to_dict()
+        guesses.append(("text", question.answer, WORDS))
+    header = {"dataset_type": "val", "dataset_name": "textvqa"}
+    out.json("textvqa/annotations/TextVQA_0.5.1_val.json", {**header, "dataset_version": "0.5.1", "data": data})
+    out.json("textvqa/annotations/TextVQA_Rosetta_OCR_v0.2_val.json", {**header, "dataset_version": "0.2", "data": ocr})
+    out.json("textvqa/annotations/scenes.json", scenes, annotation=False)
+    annotations = {
+        "val": "textvqa/annotations/TextVQA_0.5.1_val.json",
+        "ocr": "textvqa/annotations/TextVQA_Rosetta_OCR_v0.2_val.json",
+    }
+    return _entry(
+        "vli_textvqa",
+        "textvqa_0.5.1",
+        annotations,
+        "textvqa/images/train_images",
+        "textvqa/annotations/scenes.json",
+        n,
+        "VQA accuracy",
+        guesses,
+        instruction=TEMPLATES["textvqa"],
+    )
+
+
+def _prepare(out_dir: str) -> None:
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        if not os.path.isfile(os.path.join(out_dir, "manifest.json")):
+            raise FileExistsError(f"{out_dir} is not empty and holds no world manifest.json; refusing to write")
+        for name in DATASET_DIRS:  # a previous world: replace it whole so no stale image survives
+            shutil.rmtree(os.path.join(out_dir, name), ignore_errors=True)
+    os.makedirs(out_dir, exist_ok=True)
+
+
+def generate_world(
+    out_dir: str, seed: int = 0, n_train: int = 2000, n_eval: int = 200, image_size: int = DEFAULT_IMAGE_SIZE
+) -> Dict[str, Any]:
+    """Generate the training set and the five evaluation sets and write ``manifest.json``.
+
+    Args:
+        out_dir: Output folder (then usable as LAVIS ``cache_root``); must be empty, absent, or hold a previous
+            world (which is replaced).
+        seed: Seed of every random stream; equal seeds give byte-identical output.
+        n_train: Number of training conversations (one image each).
+        n_eval: Number of records (and images) in each evaluation set.
+        image_size: Side of the square images in pixels.
+
+    Returns:
+        The manifest (also written to ``<out_dir>/manifest.json``).
+    """
+    _prepare(out_dir)
+    out = _Output(out_dir, image_size)
+    writers: List[Tuple[str, Callable[..., Dict[str, Any]]]] = [
+        ("flickr30k", write_flickr30k),
+        ("gqa", write_gqa),
+        ("vsr", write_vsr),
+        ("scienceqa", write_scienceqa),
+    ]
+    train = {"llava_instruct_150k": write_llava(out, _stream(seed, "llava_instruct_150k"), n_train)}
+    evaluation = {name: write(out, _stream(seed, name), n_eval) for name, write in writers}
+    evaluation["textvqa"] = write_textvqa(out, _stream(seed, "textvqa"), n_eval, seed)
+    manifest = {
+        "generator": "lavis_vislinginstruct.world",
+        "format_version": FORMAT_VERSION,
+        "seed": seed,
+        "image_size": image_size,
+        "n_train": n_train,
+        "n_eval": n_eval,
+        "vocabulary": {"shapes": list(SHAPES), "colors": list(COLORS), "sizes": list(SIZES), "words": list(WORDS)},
+        "templates": {name: TEMPLATES[name] for name in ins.BENCHMARKS},
+        "caption_prompts": list(ins.CAPTION_PROMPTS),
+        "rewrite_template": ins.REWRITE_TEMPLATE,
+        "train": train,
+        "eval": evaluation,
+        "files": dict(sorted(out.annotation_files.items())),
+        "n_images": out.n_images,
+    }
+    with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as f:
+        f.write(json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
+    return manifest
