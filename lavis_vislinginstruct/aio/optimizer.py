@@ -72,7 +72,7 @@ def rewrite(model, instructions: Sequence[str]) -> Dict[str, str]:
     if todo:
         model.aio_counters["rewrite_calls"] += 1
         outs = model.adapter.generate(
-            None, None, [cfg.rewrite_template.format(t) for t in todo], **_decoding(cfg)
+            None, None, [cfg.rewrite_template.format(t) for t in todo], **_decoding(model, todo)
         )
         cache.update(zip(todo, (o.strip() for o in outs)))
     return {t: cache[t] for t in instructions}
@@ -119,7 +119,7 @@ def optimize_batch(
             for tr in traces]
     prefix, prefix_mask = model.visual_prefix(image_embeds, best)
     generated = model.adapter.generate(prefix, prefix_mask, [tr["comparison_prompt"] for tr in traces],
-                                       **_decoding(model.cfg.aio))
+                                       **_decoding(model, instructions))
     model.aio_counters["compare_calls"] += 1
     for tr, text in zip(traces, generated):
         tr["generated"] = text.strip()
@@ -170,6 +170,12 @@ def _settle(trace: Dict[str, Any], proposed: str, fallback: List[tuple]) -> None
     trace["reason"] = "empty output" if not proposed else "lost task content: " + "; ".join(repr(s) for s in lost)
 
 
-def _decoding(cfg) -> Dict[str, Any]:
-    return dict(num_beams=cfg.num_beams, max_length=cfg.max_new_tokens, min_length=1, do_sample=False,
+def _decoding(model, instructions: Sequence[str]) -> Dict[str, Any]:
+    """Greedy (``aio.num_beams``) decoding capped near the length of the instructions being replaced."""
+    cfg = model.cfg.aio
+    cap = cfg.max_new_tokens
+    if cap <= 0:
+        longest = max(len(model.adapter.tokenizer(t).input_ids) for t in instructions)
+        cap = int(1.25 * longest) + 4
+    return dict(num_beams=cfg.num_beams, max_length=cap, min_length=1, do_sample=False,
                 top_p=0.9, temperature=1.0, repetition_penalty=1.0, length_penalty=1.0, num_return_sequences=1)

@@ -80,7 +80,7 @@ class AIOCfg:
     ias_prompt: str = "Based on the image given, the most appropriate instruction should be:"
     compare_template: str = "Instruction: {instruction} Score: {score:.2f}"
     compare_cue: str = "Write a new instruction with a lower score. Instruction:"
-    max_new_tokens: int = 64
+    max_new_tokens: int = 0  # cap for rewritten/optimized instructions; 0: 1.25 x the longest initial one + 4
     num_beams: int = 1
     memoize_rewrites: bool = True
 
