@@ -22,6 +22,7 @@ import lavis_vislinginstruct  # noqa: E402,F401
 from lavis.common.registry import registry  # noqa: E402
 from transformers import AutoConfig, AutoModelForCausalLM  # noqa: E402
 
+from lavis_vislinginstruct.models.checkpoint import vit_to_fp16  # noqa: E402
 from lavis_vislinginstruct.models.config import VisLingInstructCfg  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(__file__))
@@ -40,7 +41,11 @@ def build(model_type: str) -> torch.nn.Module:
         llm = AutoModelForCausalLM.from_config(AutoConfig.for_model("llama", **dims), torch_dtype=DTYPE)
     llm.resize_token_embeddings(dims["vocab_size"] + 1)  # 32001 rows: LLaMA plus [PAD], as InstructBLIP
     model.llm_model = llm
-    model.visual_encoder.to(DTYPE)  # vit_precision fp16
+    # random 32K-vocabulary LLM, 1K-piece tiny tokenizer: decode ids it lacks as </s> (timings are unaffected)
+    tok, decode = model.llm_tokenizer, model.llm_tokenizer.batch_decode
+    tok.batch_decode = lambda ids, **kw: decode(ids.masked_fill(ids >= len(tok), tok.eos_token_id), **kw)
+    if DTYPE == torch.float16:
+        vit_to_fp16(model.visual_encoder)  # vit_precision fp16, as LAVIS: conv/linear weights only
     model.apply_freezing()
     return model
 
@@ -127,10 +132,12 @@ def main(argv=None):
     model.train()
     t, mem, loss = timed(train_step)
     report["forward_backward_b8"] = {"s": round(t, 3), "peak_GiB": round(mem, 1), "loss": round(loss, 3)}
+    print(json.dumps(report), flush=True)
     model.eval()
     gen = {"image": images, "text_input": samples["text_input"]}
     t, mem, out = timed(lambda: model.generate(dict(gen), num_beams=5, max_length=30, min_length=30), repeats=2)
     report["generate_b8_beams5_30tok"] = {"s": round(t, 3), "peak_GiB": round(mem, 1)}
+    print(json.dumps(report["generate_b8_beams5_30tok"]), flush=True)
     prompt, cands = text(170, 2), [text(5, 100 + i) for i in range(100)]
     one = {"image": images[:1], "text_input": [prompt]}
     t, mem, ranked = timed(lambda: model.predict_class(one, [cands]))

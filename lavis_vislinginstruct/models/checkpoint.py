@@ -229,9 +229,17 @@ def _set_dtypes(model, cfg: VisLingInstructCfg) -> None:
     if not torch.cuda.is_available():
         return
     if cfg.vision.precision == "fp16":
-        model.visual_encoder.half()
+        vit_to_fp16(model.visual_encoder)
     llm_dtype = DTYPES[resolve_dtype(cfg.llm.dtype, cfg.llm.family, "cuda")]
     model.llm.to(llm_dtype)
+
+
+def vit_to_fp16(vit: torch.nn.Module) -> None:
+    """LAVIS's ``convert_weights_to_fp16``: conv and linear weights only, so positional embeddings and norms stay
+    fp32 and the ViT's output (the residual stream) is fp32, the dtype the fp32 Q-Former expects."""
+    from lavis.models.eva_vit import convert_weights_to_fp16
+
+    convert_weights_to_fp16(vit)
 
 
 def trainable_state_dict(model: torch.nn.Module) -> Dict[str, torch.Tensor]:

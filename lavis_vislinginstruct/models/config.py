@@ -10,8 +10,8 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-#: Keys LAVIS itself puts in a model config; accepted and ignored by the typed config.
-LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained", "finetuned"}
+#: Keys LAVIS itself puts in a model config; accepted and ignored by the typed config (``finetuned`` is ours).
+LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained"}
 
 
 @dataclass

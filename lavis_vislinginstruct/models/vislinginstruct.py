@@ -90,13 +90,15 @@ class VisLingInstruct(BaseModel):
         return next(self.parameters()).device
 
     def apply_freezing(self) -> None:
-        """Freeze ViT, Q-Former (with queries and ``ln_vision``) and LLM; log the trainable parameter count."""
+        """Freeze ViT, Q-Former (with queries and ``ln_vision``) and LLM; log the trainable parameter count.
+
+        Frozen modules stay in eval mode whatever ``model.train()`` says, as LAVIS does for the ViT and LLM.
+        """
         if self.cfg.vision.freeze:
             freeze(self.visual_encoder)
-        if self.cfg.freeze_qformer:
-            for module in (self.ln_vision, self.Qformer):
-                for p in module.parameters():
-                    p.requires_grad = False
+        if self.cfg.freeze_qformer:  # frozen and pinned to eval mode: no dropout on the features the projection sees
+            freeze(self.Qformer)
+            freeze(self.ln_vision)
             self.query_tokens.requires_grad = False
         if self.cfg.freeze_llm:
             freeze(self.llm)
