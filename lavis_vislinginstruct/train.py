@@ -1,0 +1,182 @@
+"""Train VisLingInstruct with LAVIS: ``python -m torch.distributed.run --nproc_per_node=8 train.py --cfg-path ...``.
+
+The flow of LAVIS's own ``train.py`` (which pip does not install): ``Config`` → distributed init → seeds → logger →
+task → datasets → model → the runner named by ``run.runner``, after ``import lavis_vislinginstruct`` has registered
+the plugin's models, builders, tasks, runners and schedulers. Additions:
+
+* **Process group.** Under torchrun/SLURM on GPU, LAVIS's ``init_distributed_mode`` (NCCL) runs unchanged. With
+  ``run.device: cpu`` the group uses gloo. Without a launcher (no ``RANK``/``WORLD_SIZE``) the process joins a group
+  of one on 127.0.0.1, because LAVIS 1.0.2's runners call ``dist.barrier()`` unconditionally; ``python train.py
+  --cfg-path ...`` therefore works on one GPU or on a CPU.
+* **Paths.** ``run.cache_root`` (optional) is where relative dataset ``storage`` paths are resolved (LAVIS reads it
+  from its own ``configs/default.yaml``, ``/export/home/.cache/lavis``); a relative ``run.output_dir`` is taken from
+  the working directory (LAVIS resolves it inside its installed package).
+
+``main(argv)`` returns the runner after training, so tests and benchmarks can read its ``output_dir``.
+"""
+
+import argparse
+import datetime
+import logging
+import os
+import random
+import socket
+from typing import List, Optional, Tuple
+
+import lavis.common.optims  # noqa: F401  (registers LAVIS's learning-rate schedulers, as LAVIS's train.py does)
+import lavis.tasks as tasks
+import numpy as np
+import torch
+import torch.backends.cudnn as cudnn
+import torch.distributed as dist
+from lavis.common.config import Config
+from lavis.common.dist_utils import get_rank, init_distributed_mode, setup_for_distributed
+from lavis.common.logger import setup_logger
+from lavis.common.registry import registry
+from lavis.common.utils import now
+
+import lavis_vislinginstruct  # noqa: F401  (registers the plugin)
+from lavis_vislinginstruct.paths import set_cache_root
+
+logger = logging.getLogger(__name__)
+
+#: Runners that can train on a CPU (LAVIS's own need CUDA).
+CPU_RUNNERS = ("runner_vli",)
+
+
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    """Command line of LAVIS's ``train.py``: ``--cfg-path`` and ``--options key=value ...``."""
+    parser = argparse.ArgumentParser(description="Train VisLingInstruct (LAVIS)")
+    parser.add_argument("--cfg-path", required=True, help="path to the project configuration (YAML)")
+    parser.add_argument(
+        "--options",
+        nargs="+",
+        help="override settings of the configuration, as key=value pairs (e.g. run.max_epoch=1 run.device=cpu)",
+    )
+    return parser.parse_args(argv)
+
+
+def setup_seeds(cfg: Config) -> None:
+    """Seed every generator with ``run.seed + rank`` and make cuDNN deterministic (LAVIS's ``setup_seeds``)."""
+    seed = int(cfg.run_cfg.seed) + get_rank()
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    cudnn.benchmark = False
+    cudnn.deterministic = True
+
+
+def _launched() -> bool:
+    return ("RANK" in os.environ and "WORLD_SIZE" in os.environ) or "SLURM_PROCID" in os.environ
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def init_distributed(run_cfg) -> bool:
+    """Join (or create) the process group and record rank, world size and device in ``run_cfg``.
+
+    Returns:
+        Whether this call created the group (then :func:`main` destroys it at the end).
+    """
+    run_cfg.distributed = True
+    if not run_cfg.get("dist_url"):
+        run_cfg.dist_url = "env://"
+    use_cuda = str(run_cfg.device).startswith("cuda")
+    if dist.is_available() and dist.is_initialized():  # a caller's group (or a previous main() call)
+        run_cfg.rank, run_cfg.world_size = dist.get_rank(), dist.get_world_size()
+        run_cfg.gpu = torch.cuda.current_device() if use_cuda else 0
+        return False
+    if use_cuda and _launched():
+        init_distributed_mode(run_cfg)  # LAVIS: NCCL, torch.cuda.set_device(LOCAL_RANK)
+        return True
+    if _launched():
+        run_cfg.rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
+        run_cfg.world_size = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
+        init_method = run_cfg.dist_url
+    else:
+        run_cfg.rank, run_cfg.world_size = 0, 1
+        init_method = f"tcp://127.0.0.1:{_free_port()}"
+    run_cfg.gpu = int(os.environ.get("LOCAL_RANK", 0)) if use_cuda else 0
+    if use_cuda:
+        torch.cuda.set_device(run_cfg.gpu)
+    backend = "nccl" if use_cuda else "gloo"
+    logger.info("process group: %s, rank %d of %d", backend, run_cfg.rank, run_cfg.world_size)
+    dist.init_process_group(
+        backend=backend,
+        init_method=init_method,
+        world_size=run_cfg.world_size,
+        rank=run_cfg.rank,
+        timeout=datetime.timedelta(minutes=60),
+    )
+    if run_cfg.world_size > 1:
+        setup_for_distributed(run_cfg.rank == 0)  # LAVIS: only rank 0 prints
+    return True
+
+
+def prepare_paths(run_cfg) -> None:
+    """Apply ``run.cache_root`` and make ``run.output_dir`` absolute (relative to the working directory)."""
+    if run_cfg.get("cache_root"):
+        run_cfg.cache_root = set_cache_root(str(run_cfg.cache_root))
+    run_cfg.output_dir = os.path.abspath(os.path.expanduser(str(run_cfg.get("output_dir", "output"))))
+
+
+def check_device(run_cfg) -> None:
+    """Fail early, with the fix, when the configuration cannot run on this machine."""
+    runner = run_cfg.get("runner", "runner_base")
+    if str(run_cfg.device).startswith("cuda") and not torch.cuda.is_available():
+        raise RuntimeError(
+            f"run.device is {run_cfg.device!r} but no CUDA device is visible; on a CPU use "
+            "projects/vislinginstruct/train/tiny.yaml or --options run.device=cpu run.runner=runner_vli run.amp=False"
+        )
+    if run_cfg.device == "cpu" and runner not in CPU_RUNNERS:
+        raise ValueError(f"run.runner {runner!r} needs CUDA; on a CPU use one of {', '.join(CPU_RUNNERS)}")
+    if run_cfg.device == "cpu" and run_cfg.get("amp", False):
+        raise ValueError("run.amp (fp16 autocast with a GradScaler) needs CUDA; set run.amp=False on a CPU")
+    if registry.get_runner_class(runner) is None:
+        raise ValueError(f"run.runner {runner!r} is not registered")
+
+
+def setup(argv: Optional[List[str]] = None) -> Tuple[Config, str, bool]:
+    """Parse the command line, build the config, join the process group, seed, and set up logging and paths.
+
+    Returns:
+        The config, the job id (LAVIS's timestamp) and whether the process group was created here.
+    """
+    job_id = now()
+    cfg = Config(parse_args(argv))
+    check_device(cfg.run_cfg)
+    created = init_distributed(cfg.run_cfg)
+    setup_seeds(cfg)
+    setup_logger()
+    prepare_paths(cfg.run_cfg)
+    cfg.pretty_print()
+    return cfg, job_id, created
+
+
+def build_runner(cfg: Config, job_id: str, task, model, datasets):
+    """The runner named by ``run.runner`` (default ``runner_base``, as LAVIS)."""
+    runner_cls = registry.get_runner_class(cfg.run_cfg.get("runner", "runner_base"))
+    return runner_cls(cfg=cfg, job_id=job_id, task=task, model=model, datasets=datasets)
+
+
+def main(argv: Optional[List[str]] = None):
+    """Train as the configuration says; returns the runner (its ``output_dir`` holds log and checkpoints)."""
+    cfg, job_id, created = setup(argv)
+    try:
+        task = tasks.setup_task(cfg)
+        datasets = task.build_datasets(cfg)
+        model = task.build_model(cfg)
+        runner = build_runner(cfg, job_id, task, model, datasets)
+        runner.train()
+    finally:
+        if created:
+            dist.destroy_process_group()
+    return runner
+
+
+if __name__ == "__main__":
+    main()
