@@ -1,0 +1,370 @@
+"""``vli_generation`` and ``vli_ranking``: zero-shot evaluation of VisLingInstruct (NAACL 2024, section 4.3).
+
+Both tasks run in LAVIS 1.0.2's evaluation flow (``RunnerBase.evaluate`` → ``task.evaluation(model, loader)`` →
+``task.after_evaluation(results, split, epoch)``), on the stock ``runner_base`` (GPU) or ``runner_vli`` (CPU):
+
+1. ``evaluation`` reads the prediction shards already in ``result_dir`` (:mod:`.result_store`) and predicts only
+   the samples that have none: the split's remaining samples are divided between the ranks (every
+   ``world_size``-th sample, so nothing is padded or repeated), loaded by a loader over just those samples, and
+   each batch's records are appended to the rank's JSONL shard and flushed. An interrupted run, started again
+   with the same ``run.output_dir`` and job id, therefore resumes where it stopped.
+2. ``after_evaluation``: rank 0 merges all shards (one record per ``instance_id``, dataset order; a missing
+   sample is an error), scores them with the benchmark's metric (:mod:`.benchmarks`), and writes
+   ``<split>_predictions.json``, ``<split>_metrics.json`` and, with AIO on, ``<split>_aio_traces.json``. Every rank
+   returns the same metrics dict (``agg_metrics`` = the Table 1 number).
+
+The model never formats prompts: samples carry ``text_input`` (Table 4's instruction, filled by the dataset).
+Generation calls ``model.generate`` (captioning) or ``model.predict_answers`` (short answers); ranking calls
+``model.predict_class`` over ``samples["candidates"]`` (NLL, lower is better). CMAA and AIO are model settings
+(``model.cmaa.enabled``, ``model.aio.mode``), so ``--options model.aio.mode=rewrite`` switches the ablation row; the
+model fills ``samples["aio_traces"]`` and the traces are kept with the predictions.
+
+Run keys read here (``run:`` section): ``benchmark`` (default: inferred from the dataset), ``test_splits`` (default:
+the benchmark's split), ``resume`` (default True), ``max_samples`` (first N samples only; 0 = all), generation:
+``inference_method``, ``num_beams``, ``max_len``, ``min_len``, ``length_penalty``, ``repetition_penalty``; ranking:
+``score`` (mean | sum NLL per candidate), ``chunk_size``; Visual Dialog: ``visdial_dense_annotations`` (NDCG).
+"""
+
+import datetime
+import json
+import logging
+import os
+import time
+from typing import Any, Dict, List, Optional
+
+import torch
+import torch.distributed as dist
+from lavis.common.dist_utils import get_rank, get_world_size, is_dist_avail_and_initialized, is_main_process
+from lavis.common.logger import MetricLogger
+from lavis.common.registry import registry
+from lavis.datasets.data_utils import prepare_sample
+from lavis.tasks.base_task import BaseTask
+from omegaconf import OmegaConf
+from torch.utils.data import DataLoader, Subset
+
+from ..datasets.builders.base import resolve_storage
+from ..models.config import VisLingInstructCfg
+from .benchmarks import Benchmark, benchmark_for, variant_name
+from .result_store import PredictionStore, merge_records
+
+logger = logging.getLogger(__name__)
+
+
+class VliEvalTask(BaseTask):
+    """Shared evaluation loop, result files and scoring; subclasses implement :meth:`predict`.
+
+    Args:
+        benchmark: The benchmark being evaluated.
+        settings: Decoding (generation) or scoring (ranking) settings, passed to the model.
+        model_info: Arch, model type and the ablation switches (``cmaa``, ``aio``, ``aio_select``, ``variant``).
+        fingerprint_settings: Everything that determines the predictions (model, dataset, task settings).
+        options: ``resume``, ``max_samples``, ``test_splits``, ``visdial_dense_annotations``.
+    """
+
+    family = ""
+    task_name = ""
+
+    def __init__(
+        self,
+        benchmark: Benchmark,
+        settings: Dict[str, Any],
+        model_info: Dict[str, Any],
+        fingerprint_settings: Dict[str, Any],
+        options: Dict[str, Any],
+    ):
+        super().__init__()
+        self.benchmark = benchmark
+        self.settings = settings
+        self.model_info = model_info
+        self.fingerprint_settings = fingerprint_settings
+        self.options = options
+        self._runs: Dict[str, Dict[str, Any]] = {}
+
+    @classmethod
+    def settings_from(cls, run_cfg, benchmark: Benchmark) -> Dict[str, Any]:
+        raise NotImplementedError
+
+    @classmethod
+    def setup_task(cls, cfg=None, **kwargs) -> "VliEvalTask":
+        """Resolve the benchmark (``run.benchmark`` or the config's dataset), settings and ablation switches."""
+        run = cfg.run_cfg
+        bench = benchmark_for(run.get("benchmark"), list(cfg.datasets_cfg.keys()))
+        if bench.family != cls.family:
+            raise ValueError(f"{bench.name} is a {bench.family} benchmark: set run.task to vli_{bench.family}")
+        settings = cls.settings_from(run, bench)
+        model_container = OmegaConf.to_container(cfg.model_cfg, resolve=True)
+        typed = VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
+        model_info = {
+            "arch": model_container.get("arch"),
+            "model_type": model_container.get("model_type"),
+            "cmaa": bool(typed.cmaa.enabled),
+            "aio": typed.aio.mode,
+            "aio_select": typed.aio.select,
+            "finetuned": model_container.get("finetuned", "") or "",
+            "variant": variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select),
+        }
+        if model_info["finetuned"] and typed.finetuned != model_info["finetuned"]:
+            raise ValueError(
+                f"model.finetuned={model_info['finetuned']!r} would not be loaded (the typed model config does not "
+                "keep it); refusing to evaluate other weights than the config names"
+            )
+        dense = run.get("visdial_dense_annotations", "") or ""  # relative paths are under cache_root
+        options = {
+            "resume": bool(run.get("resume", True)),
+            "max_samples": int(run.get("max_samples", 0) or 0),
+            "test_splits": list(run.get("test_splits") or [bench.split]),
+            "visdial_dense_annotations": resolve_storage(dense) if dense else "",
+        }
+        fingerprint_settings = {
+            "benchmark": bench.name,
+            "task": {"name": cls.task_name, **settings},
+            "model": model_container,
+            "dataset": OmegaConf.to_container(cfg.datasets_cfg, resolve=True),
+        }
+        return cls(bench, settings, model_info, fingerprint_settings, options)
+
+    def build_datasets(self, cfg) -> Dict[str, Any]:
+        """LAVIS's builders; fails early if a split of ``run.test_splits`` was not built."""
+        datasets = super().build_datasets(cfg)
+        built = datasets[self.benchmark.builder]
+        absent = [s for s in self.options["test_splits"] if s not in built]
+        if absent:
+            raise ValueError(
+                f"run.test_splits {absent} not built by {self.benchmark.builder} (it has {sorted(built)}); "
+                f"{self.benchmark.name}'s evaluation split is {self.benchmark.split!r}"
+            )
+        return datasets
+
+    # ----------------------------------------------------------------------------------------------- loop
+
+    def evaluation(self, model, data_loader, cuda_enabled: Optional[bool] = None) -> List[Dict[str, Any]]:
+        """Predict the split's samples that have no prediction yet, appending records to this rank's shard."""
+        dataset = getattr(data_loader, "loader", data_loader).dataset  # PrefetchLoader (GPU) wraps the loader
+        split = getattr(dataset, "split", None) or "eval"
+        ids = _instance_ids(dataset)
+        if self.options["max_samples"]:
+            ids = ids[: self.options["max_samples"]]
+        store = PredictionStore(registry.get_path("result_dir"), split)
+        self._runs[split] = {"store": store, "ids": ids}
+
+        reuse = store.check_run(self.fingerprint_settings, self.options["resume"])  # same verdict on every rank
+        _barrier()
+        if is_main_process():
+            if not reuse:
+                store.clear()
+            store.write_run(self.fingerprint_settings)
+        rank, world = get_rank(), get_world_size()
+        store.repair(rank)
+        _barrier()
+        done = store.done_ids()
+        pending = [i for i, sample_id in enumerate(ids) if sample_id not in done]
+        mine = pending[rank::world]
+        logger.info(
+            "%s %s: %d samples, %d already predicted, %d to predict on %d rank(s)",
+            self.benchmark.name, split, len(ids), len(ids) - len(pending), len(pending), world,
+        )
+
+        if cuda_enabled is None:
+            cuda_enabled = next(model.parameters()).is_cuda
+        start, written = time.time(), 0
+        if mine:
+            loader = self._loader(data_loader, dataset, mine, cuda_enabled)
+            metric_logger = MetricLogger(delimiter="  ")
+            with store.writer(rank) as writer:
+                header = f"Evaluation {self.benchmark.name} ({self.model_info['variant']})"
+                for samples in metric_logger.log_every(loader, 10, header):
+                    samples = prepare_sample(samples, cuda_enabled=cuda_enabled)
+                    writer.write(self.valid_step(model=model, samples=samples))
+                written = writer.count
+        _barrier()
+        return [{"rank": rank, "new_samples": written, "seconds": time.time() - start}]
+
+    def valid_step(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """One record per sample: id, the model's output, the instruction used, ground truth, AIO trace."""
+        samples.pop("aio_traces", None)
+        outputs = self.predict(model, samples)
+        traces = samples.get("aio_traces")
+        records = []
+        for i, output in enumerate(outputs):
+            record = {"instance_id": str(samples["instance_id"][i]), **output}
+            record["instruction"] = traces[i]["used"] if traces else samples["text_input"][i]
+            for key in self.benchmark.gt_keys:
+                record[key] = _plain(samples[key][i])
+            if traces:
+                record["aio"] = _plain(traces[i])
+            records.append(record)
+        return records
+
+    def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """The model's output fields for each sample of the batch."""
+        raise NotImplementedError
+
+    # -------------------------------------------------------------------------------------------- results
+
+    def after_evaluation(self, val_result, split_name, epoch, **kwargs) -> Dict[str, Any]:
+        """Rank 0 merges and scores (module docstring); every rank returns the same summary."""
+        _barrier()
+        summary, error = None, None
+        if is_main_process():
+            try:
+                summary = self._finalize(split_name, val_result)
+            except Exception as err:  # noqa: BLE001  (re-raised below, after the other ranks are told)
+                summary, error = {"__error__": f"{type(err).__name__}: {err}"}, err
+        if is_dist_avail_and_initialized():
+            box = [summary]
+            dist.broadcast_object_list(box, src=0)
+            summary = box[0]
+        if error is not None:
+            raise error
+        if "__error__" in summary:
+            raise RuntimeError(f"rank 0 could not merge the results: {summary['__error__']}")
+        return summary
+
+    def _finalize(self, split_name: str, val_result: List[Dict[str, Any]]) -> Dict[str, Any]:
+        run = self._runs.get(split_name) or next(iter(self._runs.values()))
+        store, ids = run["store"], run["ids"]
+        records = merge_records(store.read(), ids)
+        scores = self.benchmark.scorer(records, self.options)
+        files = {
+            "predictions": store.write_json(
+                "predictions.json", [{k: v for k, v in r.items() if k != "aio"} for r in records], indent=None
+            )
+        }
+        traces = [{"instance_id": r["instance_id"], **r["aio"]} for r in records if r.get("aio")]
+        if traces:
+            files["aio_traces"] = store.write_json("aio_traces.json", traces, indent=None)
+        value = float(scores[self.benchmark.metric])
+        summary = {
+            "benchmark": self.benchmark.name,
+            "title": self.benchmark.title,
+            "split": store.split,
+            "metric": self.benchmark.metric,
+            "value": value,
+            "agg_metrics": value,
+            "metrics": scores,
+            "num_samples": len(records),
+            "model": dict(self.model_info),
+            "variant": self.model_info["variant"],
+            "task": {"name": self.task_name, **self.settings},
+            "world_size": get_world_size(),
+            "rank0": val_result[0] if val_result else {},
+            "finished": datetime.datetime.now().isoformat(timespec="seconds"),
+            "files": files,
+        }
+        files["metrics"] = store.path("metrics.json")
+        store.write_json("metrics.json", summary)
+        with open(os.path.join(registry.get_path("output_dir"), "evaluate.txt"), "a", encoding="utf-8") as handle:
+            handle.write(json.dumps({split_name: {"agg_metrics": value, **scores}}) + "\n")
+        bench = self.benchmark
+        logger.info("%s %s (%s): %s = %.2f", bench.name, split_name, summary["variant"], bench.metric, value)
+        return summary
+
+    # ------------------------------------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _loader(data_loader, dataset, indices: List[int], cuda_enabled: bool) -> DataLoader:
+        """A loader over ``indices`` with the runner's batch size, workers and collater."""
+        base = getattr(data_loader, "loader", data_loader)
+        return DataLoader(
+            Subset(dataset, indices),
+            batch_size=base.batch_size or 1,
+            num_workers=base.num_workers,
+            collate_fn=base.collate_fn,
+            shuffle=False,
+            pin_memory=cuda_enabled,
+        )
+
+
+@registry.register_task("vli_generation")
+class GenerationTask(VliEvalTask):
+    """Captioning (``generate``) and short-answer VQA (``predict_answers``): Flickr30K, NoCaps, GQA, VizWiz, TextVQA."""
+
+    family = "generation"
+    task_name = "vli_generation"
+
+    @classmethod
+    def settings_from(cls, run_cfg, benchmark: Benchmark) -> Dict[str, Any]:
+        method = run_cfg.get("inference_method", benchmark.method)
+        if method not in ("generate", "predict_answers"):
+            raise ValueError(f"run.inference_method must be generate or predict_answers, got {method!r}")
+        return {
+            "method": method,
+            "num_beams": int(run_cfg.get("num_beams", benchmark.num_beams)),
+            "max_len": int(run_cfg.get("max_len", benchmark.max_len)),
+            "min_len": int(run_cfg.get("min_len", benchmark.min_len)),
+            "length_penalty": _optional_float(run_cfg.get("length_penalty")),  # None: the model family's default
+            "repetition_penalty": _optional_float(run_cfg.get("repetition_penalty")),  # generate only
+        }
+
+    def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """Generated text per sample (stripped)."""
+        s = self.settings
+        kwargs: Dict[str, Any] = {"num_beams": s["num_beams"]}
+        if s["length_penalty"] is not None:
+            kwargs["length_penalty"] = s["length_penalty"]
+        if s["method"] == "generate":
+            if s["repetition_penalty"] is not None:
+                kwargs["repetition_penalty"] = s["repetition_penalty"]
+            texts = model.generate(samples, max_length=s["max_len"], min_length=s["min_len"], **kwargs)
+        else:
+            texts = model.predict_answers(samples, max_len=s["max_len"], min_len=s["min_len"], **kwargs)
+        return [{"prediction": text.strip()} for text in texts]
+
+
+@registry.register_task("vli_ranking")
+class RankingTask(VliEvalTask):
+    """Candidate ranking by LM loss (``predict_class``): VSR, IconQA, ScienceQA, Hateful Memes, Visual Dialog."""
+
+    family = "ranking"
+    task_name = "vli_ranking"
+
+    @classmethod
+    def settings_from(cls, run_cfg, benchmark: Benchmark) -> Dict[str, Any]:
+        score = run_cfg.get("score", "mean")
+        if score not in ("mean", "sum"):
+            raise ValueError(f"run.score must be mean or sum (NLL per candidate), got {score!r}")
+        return {"score": score, "chunk_size": int(run_cfg.get("chunk_size", 128))}
+
+    def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
+        """Best candidate (index and text) and every candidate's NLL."""
+        out = model.predict_class(samples, score=self.settings["score"], chunk_size=self.settings["chunk_size"])
+        records = []
+        for ranking, scores, candidates in zip(out["rankings"], out["scores"], samples["candidates"]):
+            best = int(ranking[0])
+            records.append(
+                {"prediction": best, "prediction_text": candidates[best], "scores": [float(x) for x in scores]}
+            )
+        return records
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def _instance_ids(dataset) -> List[str]:
+    annotation = getattr(dataset, "annotation", None)
+    if annotation is None or any("instance_id" not in ann for ann in annotation):
+        raise TypeError(
+            f"{type(dataset).__name__} has no annotation records with 'instance_id'; the vli_* evaluation tasks "
+            "need a vli_* dataset"
+        )
+    return [str(ann["instance_id"]) for ann in annotation]
+
+
+def _barrier() -> None:
+    if is_dist_avail_and_initialized():
+        dist.barrier()
+
+
+def _optional_float(value: Any) -> Optional[float]:
+    return None if value is None or value == "" else float(value)
+
+
+def _plain(value: Any) -> Any:
+    """JSON-safe copy: tensors become numbers/lists, tuples lists."""
+    if torch.is_tensor(value):
+        return value.tolist()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

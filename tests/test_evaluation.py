@@ -1,0 +1,297 @@
+"""Zero-shot evaluation suite: every benchmark through ``evaluate.main`` on the tiny model, switches, resume,
+two-process merge, clear errors, and the scorers/result store on hand-made records."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from eval_fixtures import EVAL_CONFIGS, REPO, lay_out, load, read_jsonl, result_files, tiny_config
+from lavis.common.config import Config
+from lavis.common.registry import registry
+from test_builders import SPLITS
+
+from lavis_vislinginstruct import evaluate
+from lavis_vislinginstruct.tasks import benchmarks as bm
+from lavis_vislinginstruct.tasks.evaluation import GenerationTask
+from lavis_vislinginstruct.tasks.result_store import PredictionStore, ResumeMismatchError, merge_records
+
+METRIC_KEYS = {
+    "flickr30k": {"cider", "cider_raw", "tokenizer", "official_tokenizer"},
+    "nocaps": {"cider", "cider_raw", "tokenizer", "official_tokenizer"},
+    "vsr": {"accuracy"},
+    "gqa": {"accuracy"},
+    "iconqa": {"accuracy"},
+    "vizwiz": {"accuracy"},
+    "textvqa": {"accuracy"},
+    "visdial": {"mrr", "r@1", "r@5", "r@10", "mean_rank"},
+    "scienceqa": {"accuracy"},
+    "hateful_memes": {"auc", "accuracy"},
+}
+
+
+def run_eval(benchmark, tmp_path, *options, layout=True, **run):
+    """Lay out the fixture data (once) and evaluate the tiny copy of the shipped config; returns main's output."""
+    if layout and not (tmp_path / "cache" / ".laid_out").exists():
+        lay_out(bm.BENCHMARKS[benchmark].builder, tmp_path / "cache")
+        (tmp_path / "cache" / ".laid_out").touch()
+    cfg = tiny_config(benchmark, tmp_path, **run)
+    argv = ["--cfg-path", str(cfg)] + (["--options", *options] if options else [])
+    return evaluate.main(argv)
+
+
+# ------------------------------------------------------------------------------------------- smoke runs
+
+
+@pytest.mark.parametrize("benchmark", bm.ORDER)
+def test_smoke_every_benchmark(tmp_path, benchmark):
+    bench = bm.BENCHMARKS[benchmark]
+    out = run_eval(benchmark, tmp_path)
+    split, count = SPLITS[bench.builder][:2]
+    summary = out["metrics"][split]
+    files = result_files(out["result_dir"], split)
+    assert load(files["metrics"]) == summary
+    assert summary["benchmark"] == benchmark and summary["metric"] == bench.metric
+    assert summary["num_samples"] == count and summary["variant"] == "ema"
+    assert set(summary["metrics"]) >= METRIC_KEYS[benchmark]
+    assert summary["agg_metrics"] == summary["value"] == summary["metrics"][bench.metric]
+    assert 0.0 <= summary["value"] <= (1000.0 if bench.metric == "cider" else 100.0)
+    predictions = load(files["predictions"])
+    assert len({p["instance_id"] for p in predictions}) == count
+    for record in predictions:
+        assert set(bench.gt_keys) <= set(record) and record["instruction"]
+        if bench.family == "ranking":
+            assert record["prediction"] == min(range(len(record["scores"])), key=record["scores"].__getitem__)
+        else:
+            assert isinstance(record["prediction"], str)
+    if benchmark in ("flickr30k", "nocaps"):
+        assert summary["metrics"]["official_tokenizer"] == (summary["metrics"]["tokenizer"] == "ptb")
+
+
+def test_aio_full_saves_traces(tmp_path):
+    out = run_eval("gqa", tmp_path, aio="full")
+    assert out["result_dir"].endswith(os.path.join("ema_aio", "result"))
+    files = result_files(out["result_dir"], "val")
+    traces = {t["instance_id"]: t for t in load(files["aio_traces"])}
+    predictions = load(files["predictions"])
+    assert len(traces) == len(predictions) == 3
+    for record in predictions:
+        trace = traces[record["instance_id"]]
+        assert trace["mode"] == "full" and record["instruction"] == trace["used"]
+        assert trace["rewritten"] is not None and trace["ias_initial"] is not None and "aio" not in record
+    assert load(files["metrics"])["model"]["aio"] == "full"
+
+
+def test_table2_rows_are_options_switches(tmp_path):
+    vanilla = run_eval("vsr", tmp_path, "model.cmaa.enabled=False", "model.aio.mode=off", aio="full")
+    summary = vanilla["metrics"]["test"]
+    assert summary["variant"] == "vanilla" and summary["model"]["cmaa"] is False and summary["model"]["aio"] == "off"
+    assert not result_files(vanilla["result_dir"], "test")["aio_traces"].exists()
+    rewrite = run_eval("vsr", tmp_path, "model.aio.mode=rewrite")
+    summary = rewrite["metrics"]["test"]
+    assert summary["variant"] == "ema_rewrite" and summary["model"]["cmaa"] is True
+    traces = load(result_files(rewrite["result_dir"], "test")["aio_traces"])
+    assert len(traces) == 4 and all(t["mode"] == "rewrite" for t in traces)
+    assert {Path(vanilla["output_dir"]).name, Path(rewrite["output_dir"]).name} == {"vanilla", "ema_rewrite"}
+
+
+# ------------------------------------------------------------------------------------------------ resume
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+    full = run_eval("textvqa", tmp_path, "run.job_id=full", batch_size_eval=1)
+    expected = load(result_files(full["result_dir"], "val")["predictions"])
+
+    calls = {"n": 0}
+    real_predict = GenerationTask.predict
+
+    def interrupted(self, model, samples):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_predict(self, model, samples)
+
+    monkeypatch.setattr(GenerationTask, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval("textvqa", tmp_path, "run.job_id=resumed", batch_size_eval=1)
+    monkeypatch.setattr(GenerationTask, "predict", real_predict)
+    result_dir = tmp_path / "out" / "resumed" / "result"
+    shard = result_dir / "val_predictions_rank0.jsonl"
+    assert len(read_jsonl(shard)) == 1
+    with open(shard, "a", encoding="utf-8") as handle:
+        handle.write('{"instance_id": "9000')  # a record cut off mid-write
+
+    resumed = run_eval("textvqa", tmp_path, "run.job_id=resumed", batch_size_eval=1)
+    summary = resumed["metrics"]["val"]
+    assert summary["rank0"]["new_samples"] == 2  # the finished sample was not predicted again
+    assert load(result_files(resumed["result_dir"], "val")["predictions"]) == expected
+    assert summary["metrics"] == full["metrics"]["val"]["metrics"]
+    assert len(read_jsonl(shard)) == 3
+
+
+def test_resume_with_other_settings_is_refused(tmp_path):
+    run_eval("iconqa", tmp_path)
+    with pytest.raises(ResumeMismatchError, match="changed: task.score"):
+        run_eval("iconqa", tmp_path, "run.score=sum")
+    again = run_eval("iconqa", tmp_path, "run.score=sum", "run.resume=False")
+    assert again["metrics"]["test"]["task"]["score"] == "sum"
+
+
+# ---------------------------------------------------------------------------------------- distributed
+
+
+def test_two_process_run_equals_single_process(tmp_path):
+    configs = []
+    for benchmark in ("gqa", "iconqa"):  # 3 samples each: ranks get 2 and 1
+        root = tmp_path / benchmark
+        root.mkdir()
+        lay_out(bm.BENCHMARKS[benchmark].builder, root / "cache")
+        configs.append(tiny_config(benchmark, root))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
+    cmd += [str(REPO / "tests" / "eval_fixtures.py"), *map(str, configs), "--options", "run.job_id=two"]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+
+    for benchmark, cfg in zip(("gqa", "iconqa"), configs):
+        split = bm.BENCHMARKS[benchmark].split
+        single = evaluate.main(["--cfg-path", str(cfg), "--options", "run.job_id=one"])
+        two_dir = Path(single["output_dir"]).parent / "two" / "result"
+        shards = sorted(two_dir.glob(f"{split}_predictions_rank*.jsonl"))
+        assert len(shards) == 2 and all(read_jsonl(s) for s in shards)
+        two = result_files(str(two_dir), split)
+        one = result_files(single["result_dir"], split)
+        assert load(two["metrics"])["world_size"] == 2
+        assert _rounded(load(two["predictions"])) == _rounded(load(one["predictions"]))
+        assert load(two["metrics"])["metrics"] == pytest.approx(load(one["metrics"])["metrics"])
+
+
+def _rounded(records):
+    """Records with NLL scores rounded (batches of different composition differ in the last float bits)."""
+    return [{**r, "scores": [round(s, 4) for s in r["scores"]]} if "scores" in r else r for r in records]
+
+
+def test_finetuned_checkpoint_is_evaluated(tmp_path):
+    from conftest import build_tiny
+
+    from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
+
+    model = build_tiny("vislinginstruct_t5")  # vsr's smoke config is the FlanT5 one
+    for param in model.parameters():
+        if param.requires_grad:
+            param.data.zero_()  # a projection of zeros: the image no longer reaches the LLM
+    path = tmp_path / "checkpoint_2.pth"
+    torch.save({"model": trainable_state_dict(model)}, path)
+    base = run_eval("vsr", tmp_path, "run.job_id=base")
+    tuned = run_eval("vsr", tmp_path, f"model.finetuned={path}", "run.job_id=tuned")
+    assert tuned["metrics"]["test"]["model"]["finetuned"] == str(path)
+    scores = [load(result_files(out["result_dir"], "test")["predictions"]) for out in (base, tuned)]
+    assert [r["scores"] for r in scores[0]] != [r["scores"] for r in scores[1]]
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def test_missing_annotation_file_is_a_clear_error(tmp_path):
+    (tmp_path / "cache" / "scienceqa" / "images").mkdir(parents=True)  # images there, annotations not
+    with pytest.raises(FileNotFoundError, match=r"scienceqa/data/problems\.json not found .*cache_root"):
+        run_eval("scienceqa", tmp_path, layout=False)
+
+
+def test_missing_image_is_a_clear_error(tmp_path):
+    lay_out("vli_vsr", tmp_path / "cache", images=False)
+    (tmp_path / "cache" / "vsr" / "images").mkdir()  # the folder is there, its images are not
+    with pytest.raises(FileNotFoundError, match="Image not found"):
+        run_eval("vsr", tmp_path, layout=False)
+
+
+def test_wrong_task_family_and_unknown_aio_mode(tmp_path):
+    with pytest.raises(ValueError, match="vli_ranking"):
+        run_eval("vsr", tmp_path, "run.task=vli_generation")
+    with pytest.raises(ValueError, match="model.aio.mode"):
+        run_eval("vsr", tmp_path, "model.aio.mode=sometimes")
+
+
+# ----------------------------------------------------------------------------------------------- configs
+
+
+def test_shipped_configs_are_generated_and_consistent(capsys):
+    spec = importlib.util.spec_from_file_location("make_eval_configs", REPO / "tools" / "make_eval_configs.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    assert generator.main(["--check"]) == 0, capsys.readouterr().err
+    names = sorted(p.stem for p in EVAL_CONFIGS.glob("*.yaml"))
+    assert names == sorted(f"{b}_{llm}" for b in bm.ORDER for llm in bm.LLMS)
+    for name in names:
+        benchmark, llm = name.rsplit("_", 1)
+        bench = bm.BENCHMARKS[benchmark]
+        cfg = Config(type("Args", (), {"cfg_path": str(EVAL_CONFIGS / f"{name}.yaml"), "options": None})())
+        assert cfg.model_cfg.model_type == llm and cfg.model_cfg.arch == bm.LLMS[llm][0]
+        assert cfg.model_cfg.aio.mode == "full" and cfg.model_cfg.cmaa.enabled is True
+        assert list(cfg.datasets_cfg) == [bench.builder] and list(cfg.run_cfg.test_splits) == [bench.split]
+        assert registry.get_task_class(cfg.run_cfg.task).family == bench.family
+        assert (REPO / "run_scripts" / "vislinginstruct" / "eval" / f"{name}.sh").is_file()
+
+
+# ----------------------------------------------------------------------------- scorers and result store
+
+
+def test_scorers_on_hand_made_records(tmp_path):
+    hm = [{"scores": [2.0, 1.0], "label": 1, "prediction": 1}, {"scores": [1.0, 3.0], "label": 0, "prediction": 0},
+          {"scores": [1.5, 1.0], "label": 0, "prediction": 1}]  # hateful score = loss(no) - loss(yes): 1, -2, 0.5
+    assert bm.score_hateful_memes(hm, {}) == {"auc": 100.0, "accuracy": pytest.approx(200 / 3)}
+
+    dense = tmp_path / "dense.json"
+    dense.write_text(json.dumps([{"image_id": 7, "round_id": 2, "gt_relevance": [0, 1, 0.5]}]))
+    visdial = [{"scores": [0.5, 0.1, 0.9], "gt_index": 0, "image_id": 7, "round_id": 1},  # rank 2
+               {"scores": [0.9, 0.1, 0.2], "gt_index": 1, "image_id": 7, "round_id": 2}]  # rank 1, ideal order
+    out = bm.score_visdial(visdial, {"visdial_dense_annotations": str(dense)})
+    assert out["mrr"] == pytest.approx(75.0) and out["mean_rank"] == 1.5 and out["r@1"] == 50.0
+    assert out["ndcg"] == pytest.approx(100.0) and out["ndcg_rounds"] == 1
+
+    vqa = [{"prediction": "Unanswerable", "answers": ["unanswerable"] * 10}, {"prediction": "x", "answers": []}]
+    assert bm.score_vqa(vqa, {}) == {"accuracy": 100.0}
+    with pytest.raises(ValueError, match="server"):
+        bm.score_vqa(vqa[1:], {})
+
+    caps = [{"instance_id": str(i), "prediction": p, "captions": c, "domain": d} for i, (p, c, d) in enumerate([
+        ("a dog runs", ["a dog runs on grass", "dog running"], "in-domain"),
+        ("a red car", ["a red car parked", "car on a street"], "in-domain"),
+        ("a cat sleeps", ["a cat sleeping on a bed", "sleeping cat"], "out-domain"),
+        ("two birds", ["two birds on a wire", "birds sitting"], "out-domain")])]
+    out = bm.score_captions(caps, {})
+    assert {"cider", "cider_in-domain", "cider_out-domain"} <= set(out) and out["cider"] > 0
+
+
+def test_merge_and_store(tmp_path):
+    store = PredictionStore(str(tmp_path), "val")
+    with store.writer(0) as w0, store.writer(1) as w1:
+        w0.write([{"instance_id": "b", "p": 1}, {"instance_id": "a", "p": 0}])
+        w1.write([{"instance_id": "c", "p": 2}, {"instance_id": "a", "p": 9}])  # padding duplicate
+    assert merge_records(store.read(), ["a", "b", "c"]) == [
+        {"instance_id": "a", "p": 0}, {"instance_id": "b", "p": 1}, {"instance_id": "c", "p": 2}]
+    with pytest.raises(RuntimeError, match="1 of 4 samples have no prediction"):
+        merge_records(store.read(), ["a", "b", "c", "d"])
+    with open(store.shard_path(1), "a") as handle:
+        handle.write('{"instance_id": "d"')
+    store.repair(1)
+    assert store.done_ids() == {"a", "b", "c"}
+    settings = {"model": {"aio": {"mode": "full"}}}
+    with pytest.raises(ResumeMismatchError, match="without val_run.json"):
+        store.check_run(settings, resume=True)
+    store.write_run(settings)
+    assert store.check_run(settings, resume=True) is True
+    with pytest.raises(ResumeMismatchError, match="model.aio.mode"):
+        store.check_run({"model": {"aio": {"mode": "off"}}}, resume=True)
+    assert store.check_run({"other": 1}, resume=False) is False
+    store.clear()
+    assert not store.shard_paths()
+
+
+def test_variant_names():
+    assert [bm.variant_name(c, a) for c, a, _ in bm.VARIANTS.values()] == list(bm.VARIANTS)
+    assert bm.variant_name(False, "full") == "cmaa-off_aio-full"
+    assert bm.variant_name(True, "full", "best_ias") == "ema_aio_best-ias"
