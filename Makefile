@@ -6,7 +6,7 @@ PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.vli-installed
 REF := .cache/reference/lavis_main
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test demo bench clean
 
 setup: $(STAMP) $(REF)/.done
 
@@ -32,6 +32,7 @@ $(REF)/.done:
 	touch $@
 
 test: setup
+	$(PY) -m flake8 lavis_vislinginstruct tests bench tools train.py evaluate.py
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 demo: setup
@@ -40,9 +41,6 @@ demo: setup
 bench: setup
 	$(PY) bench/ranking.py
 	$(PY) bench/aio.py
-
-lint: setup
-	$(PY) -m flake8 lavis_vislinginstruct tests bench
 
 clean:
 	rm -rf $(VENV) .cache

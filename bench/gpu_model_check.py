@@ -110,7 +110,8 @@ def main(argv=None):
     torch.manual_seed(0)
     t0 = time.perf_counter()
     model = build(args.model_type)
-    report = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "build_s": round(time.perf_counter() - t0, 1),
+    report = {"device": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
+              "build_s": round(time.perf_counter() - t0, 1),
               "params_total": sum(p.numel() for p in model.parameters()),
               "params_trainable": sum(p.numel() for p in model.parameters() if p.requires_grad)}
     size = model.cfg.vision.image_size

@@ -26,7 +26,8 @@ def _guarded_connect(self, address):
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
-    monkeypatch.setattr(socket, "create_connection", lambda address, *a, **k: _guarded_connect(socket.socket(), address))
+    monkeypatch.setattr(socket, "create_connection",
+                        lambda address, *a, **k: _guarded_connect(socket.socket(), address))
 
 
 @pytest.fixture(autouse=True)

@@ -219,7 +219,8 @@ def _trim_vocab(model, state: Dict[str, torch.Tensor]) -> None:
     """HF's 2024 InstructBLIP configs pad the LLaMA vocabulary (32001 -> 32064 and more): keep our rows."""
     own = model.state_dict()
     for key, value in list(state.items()):
-        if key in own and value.dim() == 2 and value.shape[1:] == own[key].shape[1:] and value.shape[0] > own[key].shape[0]:
+        rows_only = key in own and value.dim() == 2 and value.shape[1:] == own[key].shape[1:]
+        if rows_only and value.shape[0] > own[key].shape[0]:
             if key.endswith(("embed_tokens.weight", "lm_head.weight", "shared.weight")):
                 state[key] = value[: own[key].shape[0]]
 

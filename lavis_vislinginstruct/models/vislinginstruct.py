@@ -103,7 +103,8 @@ class VisLingInstruct(BaseModel):
         if self.cfg.freeze_llm:
             freeze(self.llm)
         trainable = {n: p.numel() for n, p in self.named_parameters() if p.requires_grad}
-        logger.info("trainable parameters: %d in %s", sum(trainable.values()), sorted({n.split(".")[0] for n in trainable}))
+        groups = sorted({n.split(".")[0] for n in trainable})
+        logger.info("trainable parameters: %d in %s", sum(trainable.values()), groups)
 
     def maybe_autocast(self, dtype: torch.dtype = torch.float16):
         """Autocast on GPU (fp16 for ViT and Vicuna, bf16 for T5), nothing on CPU, as LAVIS."""
@@ -263,7 +264,9 @@ class VisLingInstruct(BaseModel):
         """
         choice(score, {"mean", "sum"}, "score")
         cands = samples.get("candidates") if candidates is None else candidates
-        n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else len(self._texts(samples, "text_input"))
+        if not torch.is_tensor(samples.get("image")):
+            raise ValueError("samples['image'] must be a (B, 3, H, W) tensor")
+        n = samples["image"].size(0)
         cands = _per_sample_candidates(cands, n)
         image_embeds = self.encode_image(samples["image"])
         instructions = self.instructions_for(samples, image_embeds, aio)
@@ -363,7 +366,8 @@ def build_llm(cfg: VisLingInstructCfg, vocab_size: int, meta: bool = False) -> n
         hf_cfg = AutoConfig.for_model(kind)
     else:
         fields = dict(llm.config)
-        hf_cfg = AutoConfig.for_model(fields.pop("model_type", "llama" if llm.family == "decoder_only" else "t5"), **fields)
+        kind = fields.pop("model_type", "llama" if llm.family == "decoder_only" else "t5")
+        hf_cfg = AutoConfig.for_model(kind, **fields)
     if llm.family == "encoder_decoder":
         hf_cfg.dense_act_fn = "gelu"
     ctx = torch.device("meta") if meta else contextlib.nullcontext()
