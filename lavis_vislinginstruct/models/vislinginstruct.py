@@ -403,6 +403,7 @@ class VisLingInstructVicuna(VisLingInstruct):
         "vicuna7b": os.path.join("configs", "models", "vislinginstruct_vicuna7b.yaml"),
         "vicuna13b": os.path.join("configs", "models", "vislinginstruct_vicuna13b.yaml"),
         "tiny": os.path.join("configs", "models", "vislinginstruct_vicuna_tiny.yaml"),
+        "demo": os.path.join("configs", "models", "vislinginstruct_vicuna_demo.yaml"),
     }
 
 

@@ -148,12 +148,12 @@ def _entry(
     return entry
 
 
-def write_llava(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
-    """Training conversations in LLaVA-Instruct-150K format (one image per record)."""
+def write_llava(out: _Output, rng: random.Random, n: int, mix: str = "default") -> Dict[str, Any]:
+    """Training conversations in LLaVA-Instruct-150K format (one image per record), drawn from the named ``mix``."""
     records, scenes, kinds = [], {}, {}
     for i in range(n):
         scene = sample_scene(rng, "train")
-        record = ins.build_training_record(scene, rng)
+        record = ins.build_training_record(scene, rng, mix)
         name = f"{i + 1:012d}.jpg"
         out.image(f"coco/images/train2017/{name}", scene)
         records.append({"id": name[:-4], "image": name, "conversations": record.conversations()})
@@ -170,6 +170,7 @@ def write_llava(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
         "coco/images/train2017",
         "llava_instruct_150k/scenes.json",
         n,
+        mix=mix,
         kinds=dict(sorted(kinds.items())),
     )
 
@@ -326,7 +327,12 @@ def _prepare(out_dir: str) -> None:
 
 
 def generate_world(
-    out_dir: str, seed: int = 0, n_train: int = 2000, n_eval: int = 200, image_size: int = DEFAULT_IMAGE_SIZE
+    out_dir: str,
+    seed: int = 0,
+    n_train: int = 2000,
+    n_eval: int = 200,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    mix: str = "default",
 ) -> Dict[str, Any]:
     """Generate the training set and the five evaluation sets and write ``manifest.json``.
 
@@ -337,10 +343,13 @@ def generate_world(
         n_train: Number of training conversations (one image each).
         n_eval: Number of records (and images) in each evaluation set.
         image_size: Side of the square images in pixels.
+        mix: Training mix, a key of :data:`.instructions.MIXES` (the evaluation sets do not depend on it).
 
     Returns:
         The manifest (also written to ``<out_dir>/manifest.json``).
     """
+    if mix not in ins.MIXES:
+        raise ValueError(f"unknown training mix {mix!r}; choose one of {sorted(ins.MIXES)}")
     _prepare(out_dir)
     out = _Output(out_dir, image_size)
     writers: List[Tuple[str, Callable[..., Dict[str, Any]]]] = [
@@ -349,7 +358,7 @@ def generate_world(
         ("vsr", write_vsr),
         ("scienceqa", write_scienceqa),
     ]
-    train = {"llava_instruct_150k": write_llava(out, _stream(seed, "llava_instruct_150k"), n_train)}
+    train = {"llava_instruct_150k": write_llava(out, _stream(seed, "llava_instruct_150k"), n_train, mix)}
     evaluation = {name: write(out, _stream(seed, name), n_eval) for name, write in writers}
     evaluation["textvqa"] = write_textvqa(out, _stream(seed, "textvqa"), n_eval, seed)
     manifest = {
