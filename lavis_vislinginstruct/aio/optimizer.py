@@ -30,11 +30,10 @@ from typing import Any, Dict, List, Sequence
 
 import torch
 
-from ..models.config import choice
+from ..models.config import AIO_MODES, choice
 
 logger = logging.getLogger(__name__)
 
-MODES = {"off", "rewrite", "full"}
 SELECT = {"generated", "best_ias"}
 
 
@@ -83,7 +82,7 @@ def optimize_batch(
     select: str = "",
 ) -> List[Dict[str, Any]]:
     """Run AIO for a batch; returns one trace per sample (see :func:`new_trace`); ``trace["used"]`` is final."""
-    mode = choice(mode, MODES, "aio")
+    mode = choice(mode, AIO_MODES, "aio")
     select = choice(select or model.cfg.aio.select, SELECT, "aio.select")
     spans = samples.get("keep_spans") or [[] for _ in instructions]
     if len(spans) != len(instructions):

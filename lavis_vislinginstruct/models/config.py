@@ -10,6 +10,9 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+#: Modes of Autonomous Instruction Optimization: initial instruction, rewritten only, the full method.
+AIO_MODES = {"off", "rewrite", "full"}
+
 #: Keys LAVIS itself puts in a model config; accepted and ignored by the typed config (``finetuned`` is ours).
 LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained"}
 

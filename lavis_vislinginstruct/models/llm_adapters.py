@@ -45,10 +45,6 @@ class LLMAdapter:
     def autocast(self):
         return self._owner[0].maybe_autocast(self.autocast_dtype)
 
-    @staticmethod
-    def _select(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        return x.index_select(0, index)
-
 
 class DecoderOnlyAdapter(LLMAdapter):
     """Vicuna / LLaMA: visual tokens are a prefix of the decoder input."""
@@ -348,8 +344,3 @@ def _reduce(nll: torch.Tensor, labels: torch.Tensor, reduction: str) -> torch.Te
     if reduction == "sum":
         return total
     return total / (labels != IGNORE_INDEX).sum(-1).clamp(min=1)
-
-
-def describe(adapter: LLMAdapter) -> Dict[str, str]:
-    """Names an adapter binds, for logs and error messages."""
-    return {"family": type(adapter).__name__, "model": adapter.model_attr, "projection": adapter.proj_attr}

@@ -30,15 +30,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from ..paths import package_path
 from . import tokenizers
-from .config import VisLingInstructCfg, choice
+from .config import AIO_MODES, VisLingInstructCfg, choice
 from .cross_modal_attention import CrossModalAlignmentAttention
 from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
 from .qformer import build_qformer
 from .vision import build_vision_tower, freeze
 
 logger = logging.getLogger(__name__)
-
-AIO_MODES = {"off", "rewrite", "full"}
 
 
 class VisLingInstruct(BaseModel):
@@ -283,9 +281,7 @@ class VisLingInstruct(BaseModel):
         """The instruction each sample is answered with: the initial one, or AIO's choice (traces kept in
         ``samples["aio_traces"]``)."""
         key = "text_input" if "text_input" in samples else "prompt"
-        instructions = self._texts(samples, key, default=self.cfg.prompt)
-        if len(instructions) != image_embeds.size(0):
-            raise ValueError(f"{image_embeds.size(0)} images but {len(instructions)} instructions")
+        instructions = self._instructions(samples, key, image_embeds, default=self.cfg.prompt)
         mode = choice(aio or self.cfg.aio.mode, AIO_MODES, "aio")
         if mode == "off":
             return instructions
@@ -303,9 +299,7 @@ class VisLingInstruct(BaseModel):
         from ..aio.optimizer import optimize_batch
 
         image_embeds = self.encode_image(samples["image"])
-        instructions = self._texts(samples, "text_input")
-        if len(instructions) != image_embeds.size(0):
-            raise ValueError(f"{image_embeds.size(0)} images but {len(instructions)} instructions")
+        instructions = self._instructions(samples, "text_input", image_embeds)
         return optimize_batch(self, samples, image_embeds, instructions, mode, select)
 
     @torch.no_grad()
@@ -314,10 +308,18 @@ class VisLingInstruct(BaseModel):
         from ..aio.optimizer import instruction_alignment_score
 
         image_embeds = self.encode_image(samples["image"])
-        instructions = self._texts({"image": samples["image"], "x": instructions}, "x")
-        if len(instructions) != image_embeds.size(0):
-            raise ValueError(f"{image_embeds.size(0)} images but {len(instructions)} instructions")
+        instructions = self._instructions({"instructions": instructions}, "instructions", image_embeds)
         return instruction_alignment_score(self, image_embeds, instructions)
+
+    def _instructions(
+        self, samples: Dict[str, Any], key: str, image_embeds: torch.Tensor, default: str = ""
+    ) -> List[str]:
+        """Non-empty ``samples[key]``, one per image (a single string is used for every image)."""
+        n = image_embeds.size(0)
+        instructions = self._texts({**samples, "image": image_embeds}, key, default=default)
+        if len(instructions) != n:
+            raise ValueError(f"{n} images but {len(instructions)} instructions")
+        return instructions
 
     def _texts(self, samples: Dict[str, Any], key: str, allow_empty: bool = False, default: str = "") -> List[str]:
         value = samples.get(key, default)
