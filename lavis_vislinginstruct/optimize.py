@@ -23,8 +23,11 @@ logger = logging.getLogger(__name__)
 
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap = argparse.ArgumentParser(prog="python -m lavis_vislinginstruct.optimize", description=__doc__.split("\n")[0])
-    ap.add_argument("--model", default="vislinginstruct_vicuna", help="registered model name")
-    ap.add_argument("--model-type", default="tiny", help="vicuna7b, vicuna13b, flant5xl, flant5xxl or tiny")
+    ap.add_argument("--model", default=None, help="registered model name (default: vislinginstruct_vicuna)")
+    ap.add_argument("--model-type", default=None,
+                    help="vicuna7b, vicuna13b, flant5xl, flant5xxl, tiny or demo (default: tiny)")
+    ap.add_argument("--model-spec", default=None,
+                    help="a model spec file naming a trained model, e.g. demo_output/model.yaml (written by make demo)")
     ap.add_argument("--image", required=True, help="path of the image")
     ap.add_argument("--instruction", required=True, help="the initial instruction")
     ap.add_argument("--keep", action="append", default=[], help="text the optimized instruction must keep")
@@ -45,7 +48,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
         image = load_image(args.image)
     except (FileNotFoundError, RuntimeError) as err:
         raise SystemExit(f"error: {err}")
-    model, vis, _ = load_with_options(args.model, args.model_type, args.options, args.device)
+    if not args.model_spec:
+        args.model, args.model_type = args.model or "vislinginstruct_vicuna", args.model_type or "tiny"
+    try:
+        model, vis, _ = load_with_options(args.model, args.model_type, args.options, args.device, args.model_spec)
+    except (FileNotFoundError, ValueError) as err:
+        raise SystemExit(f"error: {err}")
     samples = {"image": vis["eval"](image).unsqueeze(0).to(args.device), "text_input": [args.instruction],
                "keep_spans": [args.keep]}
     (trace,) = model.optimize_instructions(samples, mode=args.mode, select=args.select)

@@ -36,6 +36,7 @@ from lavis.common.registry import registry
 from lavis.common.utils import now
 
 import lavis_vislinginstruct  # noqa: F401  (registers the plugin)
+from lavis_vislinginstruct.models.spec import spec_options
 from lavis_vislinginstruct.paths import set_cache_root
 
 logger = logging.getLogger(__name__)
@@ -53,7 +54,31 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
         nargs="+",
         help="override settings of the configuration, as key=value pairs (e.g. run.max_epoch=1 run.device=cpu)",
     )
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--model-spec",
+        help="a model spec file (e.g. demo_output/model.yaml) merged over the config's model section, below --options",
+    )
+    args = parser.parse_args(argv)
+    if args.model_spec:
+        args.options = apply_model_spec(args.cfg_path, args.model_spec) + list(args.options or [])
+    return args
+
+
+def apply_model_spec(cfg_path: str, spec: str) -> List[str]:
+    """The spec's settings as ``--options`` entries, after checking that it names the config's architecture.
+
+    LAVIS looks the model class up by the project config's ``model.arch`` (an ``--options`` override of the arch is
+    not honoured there), so a spec for another architecture is refused instead of half-applied.
+    """
+    from omegaconf import OmegaConf
+
+    from lavis_vislinginstruct.models.spec import read_model_spec
+
+    arch = OmegaConf.select(OmegaConf.load(cfg_path), "model.arch", default=None)
+    spec_arch = read_model_spec(spec).arch
+    if arch and arch != spec_arch:
+        raise ValueError(f"{spec} is a {spec_arch} model but {cfg_path} configures {arch}; use a {spec_arch} config")
+    return spec_options(spec)
 
 
 def setup_seeds(cfg: Config) -> None:

@@ -1,4 +1,6 @@
 """Tiny models of both families: training signal, frozen parts, generation and input validation."""
+import re
+
 import pytest
 import torch
 
@@ -103,3 +105,27 @@ def test_bad_generation_input(tiny_model, images, samples, message):
 def test_forward_rejects_mismatched_targets(tiny_model, images):
     with pytest.raises(ValueError, match="3 instructions but 2 text_output"):
         tiny_model({"image": images, "text_input": ["a", "b", "c"], "text_output": ["x", "y"]})
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        ({"cmaa": {"enabled": "maybe"}}, "model.cmaa.enabled must be True or False, got 'maybe'"),
+        ({"aio": {"num_beams": "abc"}}, "model.aio.num_beams must be an integer, got 'abc'"),
+        ({"aio": {"mode": "fancy"}}, "model.aio.mode must be one of off, rewrite, full, got 'fancy'"),
+        ({"aio": {"guard": "strict"}}, "model.aio.guard must be one of none, content"),
+        ({"llm": {"family": "rnn"}}, "model.llm.family must be one of decoder_only, encoder_decoder"),
+        ({"cmaa": True}, "model.cmaa is a section"),
+    ],
+)
+def test_config_values_are_checked_on_load(overrides, message):
+    from lavis_vislinginstruct.models.config import VisLingInstructCfg
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        VisLingInstructCfg.from_omegaconf(overrides)
+
+
+def test_yaml_off_reads_as_the_off_mode():
+    from lavis_vislinginstruct.models.config import VisLingInstructCfg
+
+    assert VisLingInstructCfg.from_omegaconf({"aio": {"mode": False}}).aio.mode == "off"

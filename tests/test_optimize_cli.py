@@ -51,5 +51,5 @@ def test_corrupt_image(tmp_path):
 
 
 def test_unknown_option_key(image_path):
-    with pytest.raises(ValueError, match="model.cmaa.on"):
+    with pytest.raises(SystemExit, match="model.cmaa.on"):
         optimize.main(["--image", image_path, "--instruction", "hi", "--device", "cpu", "--options", "cmaa.on=1"])

@@ -30,7 +30,8 @@ from typing import Any, Dict, List, Sequence
 
 import torch
 
-from ..models.config import AIO_MODES, choice
+from .config import AIO_MODES
+from ..models.config import choice
 
 logger = logging.getLogger(__name__)
 

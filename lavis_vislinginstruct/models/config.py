@@ -5,13 +5,13 @@ LAVIS config (``arch``, ``model_type`` and the LAVIS loading keys are allowed) a
 error that names it, so a typo in a YAML file never passes silently.
 """
 import dataclasses
+import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-#: Modes of Autonomous Instruction Optimization: initial instruction, rewritten only, the full method.
-AIO_MODES = {"off", "rewrite", "full"}
+from ..aio.config import AIO_MODES, AIOCfg, choices  # noqa: F401  (AIO_MODES re-exported)
 
 #: Keys LAVIS itself puts in a model config; accepted and ignored by the typed config (``finetuned`` is ours).
 LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained"}
@@ -29,7 +29,7 @@ class VisionCfg:
     mlp_ratio: float = 4.3637
     drop_path_rate: float = 0.0
     use_grad_checkpoint: bool = False
-    precision: str = "fp16"  # weight dtype on GPU: fp16 | fp32 (always fp32 on CPU)
+    precision: str = choices("fp16", ("fp16", "fp32"))  # weight dtype on GPU (always fp32 on CPU)
     freeze: bool = True
     checkpoint: str = ""  # eva_vit_g.pth URL or local path; read only by the loader
 
@@ -54,11 +54,11 @@ class QFormerCfg:
 class LLMCfg:
     """The frozen language model and how to get it."""
 
-    family: str = "decoder_only"  # decoder_only (Vicuna / LLaMA) | encoder_decoder (FlanT5)
+    family: str = choices("decoder_only", ("decoder_only", "encoder_decoder"))  # Vicuna (LLaMA) | FlanT5
     model: str = ""  # local path or HF id of the pretrained LLM; empty: random weights from `config`
     tokenizer: str = ""  # defaults to `model`
     config: Dict[str, Any] = field(default_factory=dict)  # HF config fields used to build the LLM without files
-    dtype: str = "auto"  # auto: fp16 (decoder_only) / bf16 (encoder_decoder) on GPU, fp32 on CPU
+    dtype: str = choices("auto", ("auto", "fp16", "bf16", "fp32"))  # auto: fp16 Vicuna / bf16 T5 on GPU, fp32 on CPU
     max_output_txt_len: int = 256
 
 
@@ -67,25 +67,7 @@ class CMAACfg:
     """Cross-Modal Alignment Attention (paper eq. 1): query outputs attend over the instruction's states."""
 
     enabled: bool = True
-    scale: str = "inv_sqrt_d"  # inv_sqrt_d: softmax(Q T^T / sqrt(d)) ; none: softmax(Q T^T) as printed in eq. 1
-
-
-@dataclass
-class AIOCfg:
-    """Autonomous Instruction Optimization defaults (used at inference only)."""
-
-    mode: str = "off"  # off | rewrite | full
-    select: str = "generated"  # generated (paper) | best_ias (keep the lowest-IAS of initial, rewritten, generated)
-    rewrite_template: str = (
-        "There is the text {}. Please modify the text to make it better while retaining the sentence structure "
-        "and keywords."
-    )
-    ias_prompt: str = "Based on the image given, the most appropriate instruction should be:"
-    compare_template: str = "Instruction: {instruction} Score: {score:.2f}"
-    compare_cue: str = "Write a new instruction with a lower score. Instruction:"
-    max_new_tokens: int = 0  # cap for rewritten/optimized instructions; 0: 1.25 x the longest initial one + 4
-    num_beams: int = 1
-    memoize_rewrites: bool = True
+    scale: str = choices("inv_sqrt_d", ("inv_sqrt_d", "none"))  # softmax(Q T^T / sqrt(d)) | softmax(Q T^T) (eq. 1)
 
 
 @dataclass
@@ -116,6 +98,7 @@ class VisLingInstructCfg:
 
 
 def _build(cls, data: Dict[str, Any], where: str):
+    """Instantiate dataclass ``cls`` from ``data``, rejecting unknown keys and values of the wrong type or choice."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
@@ -123,14 +106,45 @@ def _build(cls, data: Dict[str, Any], where: str):
             f"Unknown config key(s) {', '.join(where + '.' + k for k in unknown)}; "
             f"valid keys of {where}: {', '.join(sorted(fields))}"
         )
+    hints = typing.get_type_hints(cls)
     kwargs = {}
     for name, value in data.items():
-        default = fields[name].default_factory() if fields[name].default_factory is not dataclasses.MISSING else None
-        if dataclasses.is_dataclass(default) and isinstance(value, dict):
+        f = fields[name]
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise ValueError(f"{where}.{name} is a section ({', '.join(sorted(vars(default)))}), got {value!r}")
             kwargs[name] = _build(type(default), value, f"{where}.{name}")
         else:
-            kwargs[name] = value
+            if value is None and f.default == "":  # YAML `key: null` / `key:` for an unset path
+                value = ""
+            kwargs[name] = check_value(value, hints[name], f.metadata.get("choices"), f"{where}.{name}")
     return cls(**kwargs)
+
+
+def check_value(value: Any, kind: Any, allowed: Optional[tuple], what: str) -> Any:
+    """``value`` as a ``kind`` (bool, int, float, str or a dict), or a ValueError naming ``what`` and the value.
+
+    YAML 1.1 reads a bare ``off`` as false: for a choice field that allows ``"off"``, ``False`` means ``"off"``.
+    """
+    if allowed is not None and value is False and "off" in allowed:
+        value = "off"
+    ok = {
+        bool: isinstance(value, bool),
+        int: isinstance(value, int) and not isinstance(value, bool),
+        float: isinstance(value, (int, float)) and not isinstance(value, bool),
+        str: isinstance(value, str),
+    }.get(kind)
+    if ok is None:  # Dict[str, Any] and other containers
+        ok = isinstance(value, dict) if typing.get_origin(kind) is dict else True
+    if not ok:
+        name = {bool: "True or False", int: "an integer", float: "a number", str: "a string"}.get(kind, str(kind))
+        raise ValueError(f"{what} must be {name}, got {value!r} ({type(value).__name__})")
+    if kind is float:
+        value = float(value)
+    if allowed is not None and value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(map(str, allowed))}, got {value!r}")
+    return value
 
 
 def choice(value: str, allowed, what: str) -> str:

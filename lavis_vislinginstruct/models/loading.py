@@ -1,27 +1,66 @@
-"""Build a registered model and its processors from its packaged config plus ``key=value`` overrides.
+"""Build a registered model and its processors from its packaged config, a model spec and ``key=value`` overrides.
 
 ``load_model_and_preprocess`` of LAVIS takes no overrides; command-line tools use this so that real weights can
-be pointed at with ``--options llm.model=/path/vicuna-7b checkpoint=/path/ckpt.pth``.
+be pointed at with ``--options llm.model=/path/vicuna-7b checkpoint=/path/ckpt.pth``, or a trained model named by
+one spec file (``--model-spec demo_output/model.yaml``, see :mod:`.spec`).
 """
-from typing import Sequence, Tuple
+from typing import Optional, Sequence, Tuple
 
 import torch
 from lavis.common.registry import registry
 from lavis.models import load_preprocess
 from omegaconf import OmegaConf
 
+from .spec import read_model_spec
 
-def load_with_options(name: str, model_type: str, options: Sequence[str] = (), device: str = "cpu") -> Tuple:
-    """(model in eval mode on ``device``, vis_processors, txt_processors) for ``name``/``model_type``."""
+
+def model_class(name: str):
+    """The registered VisLingInstruct class ``name``, or a ValueError listing the registered ones."""
     cls = registry.get_model_class(name)
     if cls is None:
         known = sorted(n for n in registry.mapping["model_name_mapping"] if n.startswith("vislinginstruct"))
         raise ValueError(f"Unknown model {name!r}; VisLingInstruct models: {known}")
+    return cls
+
+
+def resolve_model(name: Optional[str], model_type: Optional[str], spec: Optional[str]) -> Tuple[str, str, dict]:
+    """(arch, model_type, overrides) from explicit names and/or a spec; names that contradict the spec are an error."""
+    overrides: dict = {}
+    if spec:
+        section = OmegaConf.to_container(read_model_spec(spec))
+        arch, kind = section.pop("arch"), section.pop("model_type")
+        for given, found, what in ((name, arch, "model"), (model_type, kind, "model type")):
+            if given and given != found:
+                raise ValueError(f"{spec} names {what} {found!r}, but {given!r} was asked for")
+        name, model_type, overrides = arch, kind, section
+    if not name or not model_type:
+        raise ValueError("name a model and model type, or give a model spec")
+    return name, model_type, overrides
+
+
+def load_with_options(
+    name: Optional[str] = None,
+    model_type: Optional[str] = None,
+    options: Sequence[str] = (),
+    device: str = "cpu",
+    spec: Optional[str] = None,
+) -> Tuple:
+    """(model in eval mode on ``device``, vis_processors, txt_processors).
+
+    Args:
+        name: Registered model name (``vislinginstruct_vicuna``); optional with ``spec``.
+        model_type: Its model type (``vicuna7b``, ``tiny``, ``demo``); optional with ``spec``.
+        options: ``key=value`` overrides of the model config (applied last).
+        device: Where the model goes.
+        spec: A model spec file (its settings sit between the packaged config and ``options``).
+    """
+    name, model_type, overrides = resolve_model(name, model_type, spec)
+    cls = model_class(name)
     cfg = OmegaConf.load(cls.default_config_path(model_type))
     for option in options:
         if "=" not in option:
             raise ValueError(f"option {option!r} is not key=value")
-    cfg.model = OmegaConf.merge(cfg.model, OmegaConf.from_dotlist(list(options)))
+    cfg.model = OmegaConf.merge(cfg.model, overrides, OmegaConf.from_dotlist(list(options)))
     model = cls.from_config(cfg.model).eval()
     if torch.device(device).type == "cpu":
         model = model.float()

@@ -17,7 +17,7 @@ import random
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from lavis_vislinginstruct.models.config import AIOCfg
+from lavis_vislinginstruct.aio.config import AIOCfg
 from lavis_vislinginstruct.processors.templates import TEMPLATES, format_instruction
 
 from .scenes import Scene

@@ -1,0 +1,61 @@
+"""Settings of Autonomous Instruction Optimization (VisLingInstruct, NAACL 2024, section 3.2, Appendices B and C).
+
+The dataclass is the ``aio`` section of a model config (``model.aio.*``) and the configuration of
+:class:`~lavis_vislinginstruct.aio.optimizer.InstructionOptimizer`. It lives here, below the model package, so that
+nothing in ``aio/`` depends on the model; the model config embeds it. Fields whose value is one of a fixed set carry
+their choices in ``metadata["choices"]``; the config loader checks every value's type and choice when a config is
+read, so a typo fails at load time and not when ``generate`` is first called.
+"""
+from dataclasses import dataclass, field
+from typing import Any, Dict, Tuple
+
+#: Modes: initial instruction, rewritten only (Table 2's "Rewriting" row), the full method.
+AIO_MODES: Tuple[str, ...] = ("off", "rewrite", "full")
+#: Which instruction is used after the comparison stage.
+SELECT_RULES: Tuple[str, ...] = ("generated", "best_ias")
+#: What happens when the optimized instruction lost task content (the question, options, OCR tokens, history).
+GUARDS: Tuple[str, ...] = ("none", "content")
+#: Order of the (instruction, IAS) pairs in the comparison prompt: by IAS (paper) or shuffled (an ablation).
+ORDERS: Tuple[str, ...] = ("ias", "shuffled")
+
+
+def choices(default: str, allowed: Tuple[str, ...]) -> Any:
+    """A dataclass field with a default and its allowed values (checked by the config loader)."""
+    return field(default=default, metadata={"choices": allowed})
+
+
+@dataclass
+class AIOCfg:
+    """Autonomous Instruction Optimization settings (used at inference only)."""
+
+    mode: str = choices("off", AIO_MODES)  # off | rewrite | full
+    select: str = choices("generated", SELECT_RULES)  # generated (paper) | best_ias (lowest IAS of the three)
+    # none: the generated instruction is used as it is (the paper); content: if it lost any of the sample's
+    # keep_spans, the best-IAS instruction that keeps them is used instead (our addition). Both count the losses.
+    guard: str = choices("content", GUARDS)
+    order: str = choices("ias", ORDERS)  # ias: worst first, best last (Figure 3) | shuffled: random order (ablation)
+    rewrite_template: str = (
+        "There is the text {}. Please modify the text to make it better while retaining the sentence structure "
+        "and keywords."
+    )
+    ias_prompt: str = "Based on the image given, the most appropriate instruction should be:"
+    compare_template: str = "Instruction: {instruction} Score: {score:.2f}"
+    compare_cue: str = "Write a new instruction with a lower score. Instruction:"
+    # cap for rewritten/optimized instructions in new tokens; 0: 1.25 x the longest instruction replaced + 4,
+    # never more than max_new_tokens_limit (a 5,000-word instruction must not ask for 6,000 new tokens)
+    max_new_tokens: int = 0
+    max_new_tokens_limit: int = 160
+    num_beams: int = 1
+    prompt_lookup_num_tokens: int = 0  # >0: prompt-lookup decoding for rewrite and comparison (greedy only)
+    memoize_rewrites: bool = True
+    cache_size: int = 4096  # rewrites kept (least recently used dropped first)
+    seed: int = 0  # seed of the shuffled order (per sample: seed and instruction text)
+
+    def decoding(self) -> Dict[str, Any]:
+        """The settings that determine a generated instruction (part of the rewrite cache key)."""
+        return {
+            "num_beams": self.num_beams,
+            "max_new_tokens": self.max_new_tokens,
+            "max_new_tokens_limit": self.max_new_tokens_limit,
+            "prompt_lookup_num_tokens": self.prompt_lookup_num_tokens,
+        }
