@@ -2,7 +2,8 @@
 import pytest
 import torch
 
-from lavis_vislinginstruct.aio.optimizer import comparison_prompt, missing_spans
+from lavis_vislinginstruct.aio.guard import missing_spans
+from lavis_vislinginstruct.aio.prompts import comparison_prompt
 
 Q1 = "Question: what colour is the circle? \n Short answer:"
 Q2 = "Question: how many shapes are there? Options: (a) one (b) two \n Answer:"

@@ -31,6 +31,8 @@ from typing import Any, Dict, List, Sequence
 import torch
 
 from .config import AIO_MODES
+from .guard import missing_spans
+from .prompts import comparison_prompt
 from ..models.config import choice
 
 logger = logging.getLogger(__name__)
@@ -49,19 +51,6 @@ def instruction_alignment_score(model, image_embeds: torch.Tensor, instructions:
     prefix, prefix_mask = model.visual_prefix(image_embeds, instructions)
     prompts = [model.cfg.aio.ias_prompt] * len(instructions)
     return model.adapter.continuation_nll(prefix, prefix_mask, prompts, list(instructions), reduction="mean")
-
-
-def comparison_prompt(pairs: Sequence[tuple], template: str, cue: str) -> str:
-    """The in-context prompt: ``(instruction, ias)`` pairs ordered worst (highest IAS) to best, then the cue."""
-    ordered = sorted(pairs, key=lambda p: -p[1])
-    lines = [template.format(instruction=text, score=score) for text, score in ordered]
-    return "\n".join(lines + [cue])
-
-
-def missing_spans(text: str, spans: Sequence[str]) -> List[str]:
-    """The task-content spans (case-insensitive) that ``text`` does not contain."""
-    low = " ".join(text.lower().split())
-    return [s for s in spans if s and " ".join(s.lower().split()) not in low]
 
 
 def rewrite(model, instructions: Sequence[str]) -> Dict[str, str]:
