@@ -1,9 +1,11 @@
 """Collect evaluation results into the paper's Table 1 and Table 2, with the paper's numbers beside ours.
 
-    python -m lavis_vislinginstruct.report output/vislinginstruct/eval [more files or folders ...] [--out-dir report]
+    python -m lavis_vislinginstruct.report output/vislinginstruct/eval [more files or folders ...] [--out-dir DIR]
 
 Arguments are ``<split>_metrics.json`` files written by ``evaluate.py`` or folders searched for them. Writes
-``<out-dir>/report.md`` (also printed) and ``<out-dir>/ablation.png``:
+``<out-dir>/report.md`` (also printed) and ``<out-dir>/ablation.png``; the default ``<out-dir>`` lies beside the
+results, ``report/`` in the folder that holds all the arguments (``output/vislinginstruct/eval/report`` above), so
+a report never lands in the source tree unasked:
 
 * **Table 1** (zero-shot, VisLingInstruct = CMAA on + AIO full) per LLM: the paper's InstructBLIP and "Ours" rows
   and this run's row, each cell of ours written ``ours (Δ vs paper)``.
@@ -23,6 +25,15 @@ import os
 import sys
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from lavis_vislinginstruct.figures import (
+    METRIC_NAMES,
+    Panel,
+    Series,
+    bar_chart,
+    column_titles,
+    format_number,
+    markdown_table,
+)
 from lavis_vislinginstruct.tasks.benchmarks import BENCHMARKS, LLMS, ORDER, VARIANTS
 
 logger = logging.getLogger(__name__)
@@ -77,18 +88,6 @@ PAPER_TABLE2: Dict[str, Dict[str, Row]] = {
 # fmt: on
 
 FULL = "ema_aio"  # Table 1's "Ours" row
-METRIC_NAMES = {
-    "flickr30k": "CIDEr",
-    "nocaps": "CIDEr",
-    "vsr": "accuracy",
-    "gqa": "exact match",
-    "iconqa": "accuracy",
-    "vizwiz": "VQA accuracy",
-    "textvqa": "VQA accuracy",
-    "visdial": "MRR",
-    "scienceqa": "accuracy",
-    "hateful_memes": "ROC-AUC",
-}
 
 
 # ----------------------------------------------------------------------------------------------- loading
@@ -139,10 +138,6 @@ def load_results(paths: Sequence[str]) -> Dict[Tuple[str, str, str], Dict[str, A
 # ------------------------------------------------------------------------------------------------ tables
 
 
-def _fmt(value: Optional[float]) -> str:
-    return "–" if value is None else f"{value:.1f}"
-
-
 def _ours(results, llm: str, variant: str, bench: str) -> Optional[float]:
     summary = results.get((llm, variant, bench))
     return None if summary is None else float(summary["value"])
@@ -153,26 +148,26 @@ def _llms_in(results) -> List[str]:
     return [llm for llm in LLMS if llm in present] + sorted(p for p in present if p not in LLMS and p)
 
 
-def _header(first: str) -> List[str]:
-    titles = [BENCHMARKS[b].title for b in ORDER]
-    return [f"| {first} | " + " | ".join(titles) + " |", "|---" * (len(titles) + 1) + "|"]
+def _variants_of(results, llm: str) -> List[str]:
+    return list(VARIANTS) + sorted({k[1] for k in results if k[0] == llm and k[1] not in VARIANTS})
 
 
 def table1(results) -> str:
     """Table 1 rows of the paper for each LLM in ``results``, then this run's VisLingInstruct row with deltas."""
-    lines = ["### Table 1: zero-shot results (VisLingInstruct = CMAA on + AIO full)", ""] + _header("Model")
+    rows = []
     for llm in _llms_in(results):
         label = LLMS.get(llm, ("", llm))[1]
         for name in (f"InstructBLIP ({label})", f"Ours ({label})"):
             if name in PAPER_TABLE1:
-                lines.append(f"| {name}, paper | " + " | ".join(_fmt(v) for v in PAPER_TABLE1[name]) + " |")
+                rows.append([f"{name}, paper"] + [format_number(v) for v in PAPER_TABLE1[name]])
         paper = PAPER_TABLE1.get(f"Ours ({label})", (None,) * len(ORDER))
         cells = []
         for bench, ref in zip(ORDER, paper):
             ours = _ours(results, llm, FULL, bench)
-            cells.append(_fmt(ours) if ours is None or ref is None else f"{ours:.1f} ({ours - ref:+.1f})")
-        lines.append(f"| **Ours ({label}), this run** | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+            cells.append(format_number(ours) if ours is None or ref is None else f"{ours:.1f} ({ours - ref:+.1f})")
+        rows.append([f"**Ours ({label}), this run**"] + cells)
+    title = "### Table 1: zero-shot results (VisLingInstruct = CMAA on + AIO full)"
+    return "\n".join([title, "", markdown_table(["Model"] + column_titles(ORDER), rows)])
 
 
 def table2(results) -> str:
@@ -180,26 +175,20 @@ def table2(results) -> str:
     lines = ["### Table 2: ablation of EMA and AIO, ours (paper)", ""]
     for llm in _llms_in(results):
         label = LLMS.get(llm, ("", llm))[1]
-        lines += [f"**{label}**", ""] + _header("Row")
         paper_rows = PAPER_TABLE2.get(llm, {})
-        variants = list(VARIANTS) + sorted({k[1] for k in results if k[0] == llm and k[1] not in VARIANTS})
-        for variant in variants:
+        rows = []
+        for variant in _variants_of(results, llm):
             paper = paper_rows.get(variant, (None,) * len(ORDER))
-            cells = [f"{_fmt(_ours(results, llm, variant, b))} ({_fmt(p)})" for b, p in zip(ORDER, paper)]
-            row_label = VARIANTS[variant][2] if variant in VARIANTS else variant
-            lines.append(f"| {row_label} | " + " | ".join(cells) + " |")
-        lines.append("")
+            cells = [
+                f"{format_number(_ours(results, llm, variant, b))} ({format_number(p)})" for b, p in zip(ORDER, paper)
+            ]
+            rows.append([VARIANTS[variant][2] if variant in VARIANTS else variant] + cells)
+        lines += [f"**{label}**", "", markdown_table(["Row"] + column_titles(ORDER), rows), ""]
     return "\n".join(lines).rstrip()
 
 
 def runs_table(results) -> str:
     """One line per result: what was evaluated and how completely."""
-    lines = [
-        "### Runs",
-        "",
-        "| LLM | row | benchmark | split | samples (paper) | metric | value | notes | file |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
     llm_order = {llm: i for i, llm in enumerate(_llms_in(results))}
     variant_order = {v: i for i, v in enumerate(VARIANTS)}
 
@@ -208,6 +197,7 @@ def runs_table(results) -> str:
         bench_pos = ORDER.index(bench) if bench in ORDER else len(ORDER)
         return (llm_order.get(llm, 99), variant_order.get(variant, 99), str(variant), bench_pos)
 
+    rows = []
     for (llm, variant, bench), s in sorted(results.items(), key=order):
         spec = BENCHMARKS.get(bench)
         notes = []
@@ -217,11 +207,12 @@ def runs_table(results) -> str:
             notes.append(f"finetuned: {s['model']['finetuned']}")
         expected = spec.count if spec else "?"
         metric = METRIC_NAMES.get(bench, s.get("metric"))
-        lines.append(
-            f"| {llm} | {variant} | {bench} | {s.get('split', '')} | {s.get('num_samples', '?')} ({expected}) | "
-            f"{metric} | {float(s['value']):.2f} | {'; '.join(notes)} | {s['path']} |"
-        )
-    return "\n".join(lines)
+        rows.append([
+            llm, variant, bench, s.get("split", ""), f"{s.get('num_samples', '?')} ({expected})", metric,
+            f"{float(s['value']):.2f}", "; ".join(notes), s["path"],
+        ])
+    header = ["LLM", "row", "benchmark", "split", "samples (paper)", "metric", "value", "notes", "file"]
+    return "\n".join(["### Runs", "", markdown_table(header, rows)])
 
 
 def markdown(results) -> str:
@@ -235,69 +226,48 @@ def markdown(results) -> str:
 
 def ablation_chart(results, path: str) -> str:
     """Grouped bars of the four ablation rows per benchmark (one panel per LLM); the paper's values as ticks."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    llms = _llms_in(results)
-    fig, axes = plt.subplots(len(llms), 1, figsize=(12, 3.2 * len(llms)), squeeze=False)
-    variants = list(VARIANTS)
-    width = 0.8 / len(variants)
-    colors = ["#9e9e9e", "#64b5f6", "#ffb74d", "#e53935"]
-    for ax, llm in zip(axes[:, 0], llms):
+    panels = []
+    for llm in _llms_in(results):
         paper_rows = PAPER_TABLE2.get(llm, {})
-        for j, variant in enumerate(variants):
-            xs = [i + (j - (len(variants) - 1) / 2) * width for i in range(len(ORDER))]
-            ours = [_ours(results, llm, variant, b) for b in ORDER]
-            ax.bar(
-                [x for x, v in zip(xs, ours) if v is not None],
-                [v for v in ours if v is not None],
-                width,
-                color=colors[j % len(colors)],
-                label=f"{VARIANTS[variant][2]} (ours)",
+        series = [
+            Series(
+                f"{VARIANTS[variant][2]} (ours)",
+                [_ours(results, llm, variant, b) for b in ORDER],
+                marks=paper_rows.get(variant),
             )
-            paper = paper_rows.get(variant)
-            if paper:
-                ax.scatter(
-                    [x for x, v in zip(xs, paper) if v is not None],
-                    [v for v in paper if v is not None],
-                    marker="_",
-                    s=120,
-                    color="black",
-                    label="paper" if j == 0 else None,
-                )
-        ax.set_xticks(range(len(ORDER)))
-        ax.set_xticklabels([BENCHMARKS[b].title for b in ORDER])
-        ax.set_title(LLMS.get(llm, ("", llm))[1])
-        ax.set_ylabel("score (paper scale)")
-        ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend
-    axes[0, 0].legend(fontsize=7, ncol=3, loc="upper right")
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+            for variant in VARIANTS
+        ]
+        panels.append(Panel(LLMS.get(llm, ("", llm))[1], ORDER, series))
+    return bar_chart(path, panels, ylabel="score (paper scale)")
 
 
 # ------------------------------------------------------------------------------------------ command line
+
+
+def default_out_dir(paths: Sequence[str]) -> str:
+    """``report/`` in the deepest folder holding every path (a file counts by its folder)."""
+    folders = [os.path.abspath(p if os.path.isdir(p) else os.path.dirname(p) or ".") for p in paths]
+    return os.path.join(os.path.commonpath(folders), "report")
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, str]:
     """Write ``report.md`` and ``ablation.png`` into ``--out-dir`` and print the markdown; returns their paths."""
     parser = argparse.ArgumentParser(description="VisLingInstruct result tables beside the paper's")
     parser.add_argument("results", nargs="+", help="*_metrics.json files or folders holding them")
-    parser.add_argument("--out-dir", default="report", help="where report.md and ablation.png go (default: report)")
+    parser.add_argument(
+        "--out-dir", default=None, help="where report.md and ablation.png go (default: report/ beside the results)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
 
     results = load_results(args.results)
     text = markdown(results)
-    os.makedirs(args.out_dir, exist_ok=True)
-    md_path = os.path.join(args.out_dir, "report.md")
+    out_dir = args.out_dir or default_out_dir(args.results)
+    os.makedirs(out_dir, exist_ok=True)
+    md_path = os.path.join(out_dir, "report.md")
     with open(md_path, "w", encoding="utf-8") as handle:
         handle.write(text + "\n")
-    png_path = ablation_chart(results, os.path.join(args.out_dir, "ablation.png"))
+    png_path = ablation_chart(results, os.path.join(out_dir, "ablation.png"))
     sys.stdout.write(text + "\n")  # the report itself is this command's output
     logger.info("wrote %s and %s", md_path, png_path)
     return {"markdown": md_path, "chart": png_path}

@@ -77,3 +77,15 @@ def test_report_errors(tmp_path):
     bad.write_text(json.dumps({"accuracy": 1}))
     with pytest.raises(ValueError, match="not an evaluation summary"):
         report.main([str(bad)])
+
+
+def test_default_report_folder_lies_beside_the_results(tmp_path, monkeypatch):
+    results = tmp_path / "output" / "eval"
+    first = write_summary(results, "vicuna7b", "ema_aio", "scienceqa", 70.6)
+    write_summary(results, "vicuna7b", "vanilla", "gqa", 50.0)
+    monkeypatch.chdir(tmp_path)  # a source tree would be the working directory: nothing may land there
+    out = report.main([str(results)])
+    assert out["markdown"] == str(results / "report" / "report.md")
+    assert not (tmp_path / "report").exists()
+    # files given one by one: the folder that holds them all
+    assert report.default_out_dir([str(first), str(results / "gqa_vicuna7b")]) == str(results / "report")
