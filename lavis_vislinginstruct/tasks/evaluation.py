@@ -45,9 +45,12 @@ from torch.utils.data import DataLoader, Subset
 from ..datasets.builders.base import resolve_storage
 from ..models.config import VisLingInstructCfg
 from .benchmarks import Benchmark, benchmark_for, variant_name
-from .result_store import PredictionStore, merge_records
+from .result_store import PredictionStore, merge_records, with_weight_digests
 
 logger = logging.getLogger(__name__)
+
+#: Model keys that name weight files; the run fingerprint holds their digests, not their paths.
+WEIGHT_KEYS = ("checkpoint", "finetuned", "hf_checkpoint", "vision.checkpoint")
 
 
 class VliEvalTask(BaseTask):
@@ -100,8 +103,10 @@ class VliEvalTask(BaseTask):
             "cmaa": bool(typed.cmaa.enabled),
             "aio": typed.aio.mode,
             "aio_select": typed.aio.select,
+            "aio_order": typed.aio.order,
+            "aio_guard": typed.aio.guard,
             "finetuned": model_container.get("finetuned", "") or "",
-            "variant": variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select),
+            "variant": variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select, typed.aio.order),
         }
         if model_info["finetuned"] and typed.finetuned != model_info["finetuned"]:
             raise ValueError(
@@ -118,7 +123,7 @@ class VliEvalTask(BaseTask):
         fingerprint_settings = {
             "benchmark": bench.name,
             "task": {"name": cls.task_name, **settings},
-            "model": model_container,
+            "model": with_weight_digests(model_container, WEIGHT_KEYS),
             "dataset": OmegaConf.to_container(cfg.datasets_cfg, resolve=True),
         }
         return cls(bench, settings, model_info, fingerprint_settings, options)

@@ -7,7 +7,8 @@ Layout under the runner's ``result_dir`` (``<run.output_dir>/<job id>/result``),
   reopens its file), so the next run with the same ``result_dir`` skips every ``instance_id`` found in any shard,
   whatever the world size of the earlier run was.
 * ``<split>_run.json``: the fingerprint of the settings that determine the predictions (model, dataset and task
-  settings). Resuming with different settings is refused instead of mixing two models' predictions.
+  settings; weight files by their SHA-256, :func:`with_weight_digests`). Resuming with different settings or weights
+  is refused instead of mixing two models' predictions.
 * After the loop, rank 0 merges every shard (:func:`merge_records`): duplicates (a sample predicted twice, as
   distributed samplers pad) are dropped by ``instance_id``, and a sample without any prediction is an error.
 
@@ -25,6 +26,31 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set
 logger = logging.getLogger(__name__)
 
 _SHARD = re.compile(r"_predictions_rank(\d+)\.jsonl$")
+
+
+def file_digest(path: str, chunk: int = 1 << 20) -> str:
+    """SHA-256 (hex) of a file's bytes, read in chunks (a 1 GB checkpoint takes a few seconds)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def with_weight_digests(model: Dict[str, Any], keys: Sequence[str]) -> Dict[str, Any]:
+    """A copy of a model config where each weight file named by a dotted key of ``keys`` is replaced by
+    ``{"sha256", "bytes"}``: predictions are reused when the weights are the same bytes (wherever they lie), never
+    when a file at the same path was retrained. Folders (an HF LLM) and absent paths stay as they are."""
+    out = json.loads(json.dumps(model, default=str))
+    for key in keys:
+        parent, _, leaf = key.rpartition(".")
+        node = out
+        for part in parent.split(".") if parent else []:
+            node = node.get(part) if isinstance(node, dict) else None
+        value = node.get(leaf) if isinstance(node, dict) else None
+        if isinstance(value, str) and value and os.path.isfile(value):
+            node[leaf] = {"sha256": file_digest(value), "bytes": os.path.getsize(value)}
+    return out
 
 
 def fingerprint(settings: Dict[str, Any]) -> str:
