@@ -20,7 +20,8 @@ from lavis_vislinginstruct.processors.text_processors import InstructionProcesso
 from lavis_vislinginstruct.world import instructions as ins
 from lavis_vislinginstruct.world.__main__ import main
 from lavis_vislinginstruct.world.scenes import COLOR_RGB, COLORS, SHAPES, Scene, render_scene, sample_scene, scene_split
-from lavis_vislinginstruct.world.tasks import make_question, make_statement
+from lavis_vislinginstruct.world.content import content_kept
+from lavis_vislinginstruct.world.tasks import PHRASINGS, make_question, make_statement
 from lavis_vislinginstruct.world.writer import blind_baselines, generate_world
 
 N_TRAIN, N_EVAL = 150, 40
@@ -48,6 +49,13 @@ def worlds(tmp_path_factory: pytest.TempPathFactory) -> Dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def demo_world(tmp_path_factory: pytest.TempPathFactory) -> str:
+    root = str(tmp_path_factory.mktemp("demo_world"))
+    generate_world(root, seed=0, n_train=200, n_eval=N_EVAL, image_size=32, mix="demo", n_compare=30, n_text=300)
+    return root
+
+
+@pytest.fixture(scope="module")
 def world(worlds: Dict[str, str]) -> str:
     return worlds["a"]
 
@@ -66,11 +74,20 @@ def _scenes(root: str, manifest: Dict[str, Any], group: str, name: str) -> Dict[
     return _load(root, manifest[group][name]["scenes"])
 
 
-# -- an independent reader of questions: filters objects by the colour/shape/position words a phrase contains --
+# -- an independent reader of questions (common phrasings and user style): filters objects by the colour, shape
+# and position words a phrase contains; the user vocabulary is listed here, not imported from the world --
+
+SHAPE_SYNONYMS = {"disc": "circle", "round": "circle", "block": "square", "tile": "square", "wedge": "triangle"}
+POSITION_SYNONYMS = {"leftmost": "left", "rightmost": "right", "upper": "top", "lower": "bottom"}
+
+
+def _canonical_words(phrase: str) -> List[str]:
+    words = re.findall(r"[a-z]+", phrase.lower().replace("down below", "bottom").replace("up top", "top"))
+    return [SHAPE_SYNONYMS.get(w, POSITION_SYNONYMS.get(w, w)) for w in words]
 
 
 def _resolve(phrase: str, objects: List[Dict[str, Any]]) -> Dict[str, Any]:
-    words = re.findall(r"[a-z]+", phrase.lower())
+    words = _canonical_words(phrase)
     matches = [
         o
         for o in objects
@@ -87,33 +104,39 @@ def _resolve(phrase: str, objects: List[Dict[str, Any]]) -> Dict[str, Any]:
 
 def _derive_answer(question: str, scene: Dict[str, Any]) -> str:
     q, objects = question.lower(), scene["objects"]
-    if q.startswith("how many"):
+    words = _canonical_words(q)
+    if any(cue in q for cue in ("how many", "number", "count")):
         return str(len(objects))
-    if q.startswith(("is there", "can you see")):
-        color = next(w for w in re.findall(r"[a-z]+", q) if w in COLORS)
-        shape = next(w for w in re.findall(r"[a-z]+", q) if w in SHAPES)
-        return "yes" if any(o["color"] == color and o["shape"] == shape for o in objects) else "no"
-    if "word" in q or "text" in q:
+    if any(cue in q for cue in ("word", "text", "written", "writing")):
         return scene["word"]
-    target = _resolve(q, objects)
-    if "color" in q:
+    if re.search(r"\bwhere\b|where's|which part|corner|spot is", q):
+        target = _resolve(q.replace("part of the image", ""), objects)
+        return f"{target['vertical']} {target['horizontal']}"
+    if any(cue in q for cue in ("is there", "can you see", "spot", "any ", "visible")):
+        color = next(w for w in words if w in COLORS)
+        shape = next(w for w in words if w in SHAPES)
+        return "yes" if any(o["color"] == color and o["shape"] == shape for o in objects) else "no"
+    phrase = q.replace("small or large", "").replace("tiny or big", "").replace("little or large", "")
+    target = _resolve(phrase, objects)
+    if any(cue in q for cue in ("color", "colour", "hue", "shade")):
         return target["color"]
-    if "shape" in q:
+    if any(cue in q for cue in ("shape", "form", "figure", "outline")):
         return target["shape"]
     return target["size"]
 
 
 def _statement_holds(caption: str, scene: Dict[str, Any]) -> bool:
-    subj_text, rest = caption.rstrip(".").split(" is ", 1)
-    subj = _resolve(subj_text, scene["objects"])
-    obj = _resolve(" ".join(rest.split()[-2:]), scene["objects"])
-    if "left" in rest:
+    words = _canonical_words(caption)
+    named = [(words[i], words[i + 1]) for i in range(len(words) - 1) if words[i] in COLORS and words[i + 1] in SHAPES]
+    assert len(named) == 2, caption
+    subj, obj = (next(o for o in scene["objects"] if (o["color"], o["shape"]) == n) for n in named)
+    if "left" in words:
         return subj["col"] < obj["col"]
-    if "right" in rest:
+    if "right" in words:
         return subj["col"] > obj["col"]
-    if any(w in rest for w in ("above", "over", "higher")):
+    if any(w in words for w in ("above", "over", "higher", "up")):
         return subj["row"] < obj["row"]
-    assert any(w in rest for w in ("below", "under", "lower")), caption
+    assert any(w in words for w in ("below", "under", "bottom", "beneath", "down")), caption
     return subj["row"] > obj["row"]
 
 
@@ -188,6 +211,24 @@ def _first_human(record: Dict[str, Any]) -> str:
     return value[len("<image>\n") :] if value.startswith("<image>\n") else value[: -len("\n<image>")]
 
 
+def _question_of(instruction: str) -> str:
+    """The question (or statement) inside a filled benchmark instruction."""
+    if "true or false? " in instruction:
+        return instruction.split("true or false? ", 1)[1]
+    question = instruction.split("Question: ", 1)[1]
+    return question.split(" \n ", 1)[0]
+
+
+def _meaning(instruction: str, scene: Dict[str, Any]) -> Any:
+    """What an instruction asks, read independently: the answer it has in the scene plus the options/OCR."""
+    question = _question_of(instruction)
+    if "true or false? " in instruction:
+        return ("vsr", _statement_holds(question, scene))
+    extras = instruction.split(" \n ", 1)[1] if "Options:" in instruction else ""
+    ocr = instruction.split("Question: ")[0]
+    return (_derive_answer(question, scene), extras, ocr)
+
+
 def test_llava_holds_benchmark_instructions_and_rewrite_pairs(world: str, manifest: Dict[str, Any]) -> None:
     records = _load(world, manifest["train"]["llava_instruct_150k"]["annotations"]["train"])
     scenes = _scenes(world, manifest, "train", "llava_instruct_150k")
@@ -215,6 +256,65 @@ def test_llava_holds_benchmark_instructions_and_rewrite_pairs(world: str, manife
         elif human == TEMPLATES["flickr30k"]:
             seen["caption"] += 1
     assert all(seen.values()), seen
+
+
+def test_demo_mix_user_style_kinds_keep_the_content(demo_world: str) -> None:
+    manifest = _load(demo_world, "manifest.json")
+    first = manifest["train"]["llava_instruct_150k"]
+    assert {k.split("/")[0] for k in first["kinds"]} == {"benchmark", "user_benchmark"}
+    entry = manifest["train"]["phase2"]
+    records = _load(demo_world, entry["annotations"]["train"])
+    scenes = _scenes(demo_world, manifest, "train", "phase2")
+    kinds = {k.split("/")[0] for k in entry["kinds"]}
+    assert kinds == {"benchmark", "user_benchmark", "rewrite", "user_rewrite"}
+    assert abs(sum(entry["shares"].values()) - 1) < 1e-3
+    checked = 0
+    for record in records:
+        human, answer = _first_human(record), record["conversations"][1]["value"]
+        scene = scenes[record["image"]]
+        if not human.startswith(REWRITE_PREFIX) or "Question: " not in human and "true or false" not in human:
+            continue
+        original = human[len(REWRITE_PREFIX) : -len(REWRITE_SUFFIX)]
+        # a rewrite never changes what is asked, whatever the wording (read by this file's own reader)
+        assert _meaning(original, scene) == _meaning(answer, scene), (original, answer)
+        assert content_kept(original, answer)
+        if "true or false" not in original:  # targets are common phrasings; a user-style input gets the first one
+            assert _phrasing_of(_question_of(answer)) is not None, answer
+            if _phrasing_of(_question_of(original)) is None:
+                assert _phrasing_of(_question_of(answer)) == 0, (original, answer)
+        checked += 1
+    assert checked > 20
+
+
+def _phrasing_of(question: str) -> Any:
+    """Index of the common phrasing ``question`` is written in, or None (user style)."""
+    for phrasings in PHRASINGS.values():
+        for k, template in enumerate(phrasings):
+            pattern = re.escape(template).replace(r"\{ref\}", "the [a-z ]+").replace(r"\{thing\}", "[a-z]+ [a-z]+")
+            if re.fullmatch(pattern, question):
+                return k
+    return None
+
+
+def test_training_never_shows_an_evaluation_instruction(demo_world: str) -> None:
+    manifest = _load(demo_world, "manifest.json")
+    records = [r for part in ("llava_instruct_150k", "phase2")
+               for r in _load(demo_world, manifest["train"][part]["annotations"]["train"])]
+    taught = set()
+    for record in records:  # every instruction a conversation shows, inside a rewrite prompt or not
+        human, answer = _first_human(record), record["conversations"][1]["value"]
+        if human.startswith(REWRITE_PREFIX):
+            taught |= {human[len(REWRITE_PREFIX) : -len(REWRITE_SUFFIX)], answer}
+        else:
+            taught.add(human)
+    evaluation = [ins.gqa_instruction(q["question"]) for q in _load(demo_world, manifest["eval"]["gqa"]["annotations"]
+                                                                      ["val"]).values()]
+    with open(os.path.join(demo_world, manifest["eval"]["vsr"]["annotations"]["test"]), encoding="utf-8") as f:
+        evaluation += [ins.vsr_instruction(json.loads(line)["caption"]) for line in f]
+    assert len(evaluation) == 2 * N_EVAL and not taught & set(evaluation)
+    # and the held-out questions are user style: none is a common phrasing
+    assert all(_phrasing_of(q["question"]) is None for q in _load(demo_world, manifest["eval"]["gqa"]["annotations"]
+                                                                   ["val"]).values())
 
 
 # -- evaluation sets --
@@ -265,7 +365,9 @@ def test_vsr_format_balanced_and_labels_follow_from_scene(world: str, manifest: 
         assert set(r) == fields and r["label"] in (0, 1) and isinstance(r["annotator_id"], int)
         assert isinstance(json.loads(r["vote_true_validator_id"]), list)  # strings like "[18, 2]", as in the real file
         assert os.path.isfile(os.path.join(world, entry["images"], r["image"]))
-        assert r["caption"].startswith(f"The {r['subj']} is ") and r["caption"].endswith(f" the {r['obj']}.")
+        # user style: the subject comes first, then the object, both by colour (the shape may be a synonym)
+        caption = r["caption"].lower()
+        assert r["subj"].split()[0] in caption and r["obj"].split()[0] in caption
         assert _statement_holds(r["caption"], scenes[r["image"]]) == bool(r["label"])
 
 

@@ -10,7 +10,7 @@ Fields the world has no real value for get plausible constants; invented URLs us
 
 import json
 import re
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .scenes import Scene
 from .tasks import MultipleChoice, Question, Statement
@@ -53,13 +53,14 @@ def karpathy_image(filename: str, imgid: int, references: Sequence[str], split: 
     }
 
 
-def gqa_question(question: Question, image_id: str, qid: str) -> Dict[str, Any]:
-    """One entry of GQA's ``testdev_balanced_questions.json`` (a one-step semantic program)."""
+def gqa_question(question: Question, image_id: str, qid: str, text: Optional[str] = None) -> Dict[str, Any]:
+    """One entry of GQA's ``testdev_balanced_questions.json`` (a one-step semantic program); ``text`` words the
+    question (default: its phrasing)."""
     structural, semantic, detailed, group, operation = GQA_META[question.qtype]
     slots = dict(question.slots)
     target = slots.get("ref", slots.get("thing", "shapes")).replace("the ", "", 1)
     return {
-        "question": question.text,
+        "question": question.text if text is None else text,
         "imageId": image_id,
         "answer": question.answer,
         "fullAnswer": question.full_answer,
@@ -77,8 +78,11 @@ def gqa_question(question: Question, image_id: str, qid: str) -> Dict[str, Any]:
     }
 
 
-def vsr_line(image: str, statement: Statement, annotator_id: int, voters: Tuple[int, int, int]) -> Dict[str, Any]:
-    """One line of a VSR split file; two validators agree with the label, one disagrees.
+def vsr_line(
+    image: str, statement: Statement, annotator_id: int, voters: Tuple[int, int, int], caption: Optional[str] = None
+) -> Dict[str, Any]:
+    """One line of a VSR split file; two validators agree with the label, one disagrees. ``caption`` words the
+    statement (default: its phrasing).
 
     The vote fields are strings such as ``"[18, 2]"``, as in the real files (not JSON lists as VSR's README shows).
     """
@@ -87,7 +91,7 @@ def vsr_line(image: str, statement: Statement, annotator_id: int, voters: Tuple[
     return {
         "image": image,
         "image_link": f"{INVALID_URL}/vsr/{image}",
-        "caption": statement.text,
+        "caption": statement.text if caption is None else caption,
         "label": statement.label,
         "relation": statement.relation,
         "subj": statement.subj,
@@ -98,11 +102,13 @@ def vsr_line(image: str, statement: Statement, annotator_id: int, voters: Tuple[
     }
 
 
-def scienceqa_problem(problem: MultipleChoice, hint: str, split: str = "test") -> Dict[str, Any]:
-    """One entry of ScienceQA's ``problems.json`` (always with ``image.png``)."""
+def scienceqa_problem(
+    problem: MultipleChoice, hint: str, split: str = "test", text: Optional[str] = None
+) -> Dict[str, Any]:
+    """One entry of ScienceQA's ``problems.json`` (always with ``image.png``); ``text`` words the question."""
     category, skill = SCIENCEQA_META[problem.question.qtype]
     return {
-        "question": problem.question.text,
+        "question": problem.question.text if text is None else text,
         "choices": list(problem.choices),
         "answer": problem.answer_index,
         "hint": hint,
@@ -128,11 +134,13 @@ def scienceqa_pid_splits(test_pids: List[str]) -> Dict[str, List[str]]:
 
 
 def textvqa_question(
-    question: Question, scene: Scene, image_id: str, question_id: int, image_size: int
+    question: Question, scene: Scene, image_id: str, question_id: int, image_size: int, text: Optional[str] = None
 ) -> Dict[str, Any]:
-    """One ``data`` entry of ``TextVQA_0.5.1_val.json``; all 10 answers are the rendered word."""
+    """One ``data`` entry of ``TextVQA_0.5.1_val.json``; all 10 answers are the rendered word; ``text`` words the
+    question (default: its phrasing)."""
+    text = question.text if text is None else text
     return {
-        "question": question.text,
+        "question": text,
         "image_id": image_id,
         "image_classes": sorted({o.shape.capitalize() for o in scene.objects}),
         "flickr_original_url": f"{INVALID_URL}/textvqa/{image_id}_o.jpg",
@@ -140,7 +148,7 @@ def textvqa_question(
         "image_width": image_size,
         "image_height": image_size,
         "answers": [question.answer] * 10,
-        "question_tokens": tokens(question.text),
+        "question_tokens": tokens(text),
         "question_id": question_id,
         "set_name": "val",
     }

@@ -3,52 +3,70 @@
 The benchmark instructions come from :mod:`lavis_vislinginstruct.processors.templates` (paper Table 4), filled with
 the same :func:`~lavis_vislinginstruct.processors.templates.format_instruction` the evaluation datasets use, and the
 rewrite prompt is the model's ``AIOCfg.rewrite_template`` (paper Appendix B), so training text and inference text
-cannot drift apart. Training conversations are one of three kinds:
+cannot drift apart. Training conversations are of these kinds (their shares are the mix's, :data:`MIXES`):
 
-* ``benchmark``: the human turn is exactly a filled benchmark instruction, so evaluation instructions are
-  in-distribution;
-* ``rewrite``: the human turn is the Appendix B prompt around a filled instruction and the answer is the same
-  instruction with the question in its *next* phrasing (cyclic; keywords, options, OCR tokens and context untouched),
-  a mapping a tiny LLM can learn;
+* ``benchmark``: the human turn is a filled benchmark instruction with the question in one of the common phrasings
+  (:data:`.tasks.PHRASINGS`), the answer the short answer;
+* ``user_benchmark``: the same with the question in user style (:mod:`.user_style`): rare, as in real
+  instruction data, where users' own wordings are the long tail;
+* ``rewrite`` (Appendix B): the human turn is the rewrite prompt around a filled instruction in a common phrasing,
+  the answer the same instruction with the question in its *next* phrasing (cyclic);
+* ``user_rewrite`` (Appendix B): the rewrite prompt around an instruction in user style, the answer the instruction
+  in the first (most common) phrasing. Both rewrite kinds keep the content (object, attribute, options, OCR tokens,
+  context; :mod:`.content` reads it back) and change only the wording, as the paper's prompt asks;
 * ``chat``: 1-3 free-form turns (several phrasings per question type) answered with short sentences.
+
+The comparison prompts of AIO's second stage (section 3.2, Figure 3) carry the model's own IAS, so they are written
+after a first training phase (:mod:`.comparison`). Training never shows an evaluation instruction: user-style
+wordings are redrawn when they equal one (``forbidden``).
 """
 
 import random
-from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, replace
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from lavis_vislinginstruct.aio.config import AIOCfg
 from lavis_vislinginstruct.processors.templates import TEMPLATES, format_instruction
 
 from .scenes import Scene
-from .tasks import MultipleChoice, Question, Statement, captions, make_choice, make_question, make_statement
+from .tasks import (
+    PHRASINGS,
+    RELATION_PHRASES,
+    MultipleChoice,
+    Question,
+    Statement,
+    captions,
+    make_choice,
+    make_question,
+    make_statement,
+)
+from .user_style import user_question, user_statement, user_variants
 
 IMAGE_TOKEN = "<image>"
 BENCHMARKS = ("flickr30k", "gqa", "scienceqa", "textvqa", "vsr")
 # Caption instructions; the first is the benchmark one, the others are what the rewrite pairs map it to.
 CAPTION_PROMPTS = (TEMPLATES["flickr30k"], "A brief description of the image:", "A short caption for the image:")
 REWRITE_TEMPLATE = AIOCfg.rewrite_template
-VSR_ANSWERS = ("false", "true")  # indexed by the VSR label; the candidates of the VSR evaluation dataset
-GQA_TYPES = ("color", "shape", "size", "count", "exist")
+VSR_ANSWERS = ("false", "true")  # indexed by the VSR label; the answers VSR is scored on
+GQA_TYPES = ("color", "shape", "size", "count", "exist")  # the evaluation set's question types
+# Training also asks where an object is ("top left"): the binding of a name to a place that a spatial statement
+# (VSR) turns on; see lavis_vislinginstruct/demo.py for what it was measured to do.
+GQA_TRAIN_TYPES = GQA_TYPES + ("where",)
 SCIENCEQA_TYPES = ("color", "shape", "size", "count", "text")
 SCIENCEQA_HINTS = {"count": "Shapes can be circles, squares or triangles."}  # ScienceQA `hint` (the context)
+KINDS = ("benchmark", "user_benchmark", "rewrite", "user_rewrite", "chat")
 KIND_WEIGHTS = {"benchmark": 0.45, "rewrite": 0.2, "chat": 0.35}
 FAMILY_WEIGHTS = {"flickr30k": 1.0, "vsr": 2.0, "gqa": 2.0, "scienceqa": 1.5, "textvqa": 1.5}
 # Named training mixes: (kind weights, benchmark-family weights).
-# "default": the general mix above.
-# "visual": short benchmark questions that need the image (the demo's stage A). A tiny model trained from scratch
-#   learns the answer priors of the text first and the image later; with the token-mean loss the long targets
-#   (chats, captions, rewrites of about 40 tokens) hold most of the gradient and delay the image further, and a
-#   rewrite in a batch sets its padded length. Measured on the demo model (400 updates of 64, held-out GQA-like
-#   exact match, answer prior 0.455): 0.49 with 10 % rewrites, 0.62 with 3 % (both with ScienceQA weighted 2.0
-#   and TextVQA 0.5); the 3 % still teach the rewrite format AIO's first stage needs. More TextVQA (2.0) lets the
-#   short --fast demo learn to read the OCR token; the full demo's stage A then reaches 0.57.
+# "default": the general mix above (common phrasings only).
+# "demo": the demo's first training phase (stage A): short questions that need the image;
+# "demo_text": its second phase (stage A2, beside the comparison prompts): the rewrites, and questions as replay.
+# The shares and what they were measured on are in lavis_vislinginstruct/demo.py's docstring.
+DEMO_FAMILIES = {"flickr30k": 0.2, "vsr": 1.0, "gqa": 4.0, "scienceqa": 1.0, "textvqa": 2.0}
 MIXES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "default": (KIND_WEIGHTS, FAMILY_WEIGHTS),
-    "visual": (
-        {"benchmark": 0.97, "rewrite": 0.03, "chat": 0.0},
-        {"flickr30k": 0.2, "vsr": 1.0, "gqa": 4.0, "scienceqa": 1.0, "textvqa": 2.0},
-    ),
+    "demo": ({"benchmark": 1.0}, DEMO_FAMILIES),
+    "demo_text": ({"benchmark": 0.45, "user_benchmark": 0.05, "rewrite": 0.10, "user_rewrite": 0.40}, DEMO_FAMILIES),
 }
 CHAT_TYPES = ("color", "shape", "size", "count", "exist", "spatial", "text", "describe")
 DESCRIBE_PROMPTS = ("Describe the image briefly.", "What do you see in this image?", "Give a short caption.")
@@ -81,19 +99,45 @@ def scienceqa_hint(problem: MultipleChoice) -> str:
 
 @dataclass(frozen=True)
 class Item:
-    """One benchmark-style example.
+    """One benchmark-style example, able to word its question in any phrasing.
 
     Attributes:
         family: One of :data:`BENCHMARKS` (a key of ``processors.templates.TEMPLATES``).
-        instruction: The filled benchmark instruction.
         answer: The target answer (caption, ``true``/``false``, short answer, option text or word).
-        rewritten: The instruction's paraphrase (next phrasing), target of the Appendix B rewrite pairs.
+        phrasings: The question (statement, caption prompt) in each common phrasing.
+        phrasing: Index of the phrasing this example was drawn in.
+        wrap: Puts a question text into the benchmark instruction (Table 4 template, options, OCR, hint).
+        user: Draws the question in user style (:mod:`.user_style`), or ``None`` where the world has none (captions).
     """
 
     family: str
-    instruction: str
     answer: str
-    rewritten: str
+    phrasings: Tuple[str, ...]
+    phrasing: int
+    wrap: Callable[[str], str]
+    user: Optional[Callable[[random.Random], str]] = None
+
+    @property
+    def instruction(self) -> str:
+        """The filled benchmark instruction in the drawn phrasing."""
+        return self.wrap(self.phrasings[self.phrasing])
+
+    @property
+    def rewritten(self) -> str:
+        """The instruction in the next phrasing (cyclic), keywords, options, OCR tokens and context untouched."""
+        return self.wrap(self.phrasings[(self.phrasing + 1) % len(self.phrasings)])
+
+    @property
+    def canonical(self) -> str:
+        """The instruction in the first (most common) phrasing."""
+        return self.wrap(self.phrasings[0])
+
+    def user_instruction(self, rng: random.Random, forbidden: Sequence[str] = ()) -> str:
+        """The instruction with the question in user style, never one of ``forbidden`` (the evaluation strings)."""
+        if self.user is None:
+            return self.instruction
+        user = self.user
+        return user_variants(lambda r: self.wrap(user(r)), rng, forbidden)
 
 
 def available_families(scene: Scene) -> List[str]:
@@ -106,35 +150,52 @@ def available_families(scene: Scene) -> List[str]:
     return sorted(families)
 
 
-def _vsr_item(statement: Statement) -> Item:
+def _question_phrasings(question: Question) -> Tuple[str, ...]:
+    n = len(PHRASINGS[question.qtype])
+    return tuple(replace(question, phrasing=k).text for k in range(n))
+
+
+def vsr_item(statement: Statement) -> Item:
+    """The VSR example of a statement (answer ``true``/``false``)."""
+    n = len(RELATION_PHRASES[statement.relation])
     return Item(
         "vsr",
-        vsr_instruction(statement.text),
         VSR_ANSWERS[statement.label],
-        vsr_instruction(statement.rephrased().text),
+        tuple(replace(statement, phrasing=k).text for k in range(n)),
+        statement.phrasing,
+        vsr_instruction,
+        lambda rng: user_statement(statement, rng),
     )
 
 
-def _gqa_item(question: Question) -> Item:
-    return Item("gqa", gqa_instruction(question.text), question.answer, gqa_instruction(question.rephrased().text))
+def gqa_item(question: Question) -> Item:
+    """The GQA example of a question."""
+    return Item("gqa", question.answer, _question_phrasings(question), question.phrasing, gqa_instruction,
+                lambda rng: user_question(question, rng))
 
 
-def _scienceqa_item(problem: MultipleChoice) -> Item:
+def scienceqa_item(problem: MultipleChoice) -> Item:
+    """The ScienceQA example of a problem (options and hint in every phrasing)."""
     hint = scienceqa_hint(problem)
     return Item(
         "scienceqa",
-        scienceqa_instruction(problem.question.text, problem.choices, hint),
         problem.choices[problem.answer_index],
-        scienceqa_instruction(problem.question.rephrased().text, problem.choices, hint),
+        _question_phrasings(problem.question),
+        problem.question.phrasing,
+        lambda text: scienceqa_instruction(text, problem.choices, hint),
+        lambda rng: user_question(problem.question, rng),
     )
 
 
-def _textvqa_item(question: Question, word: str) -> Item:
+def textvqa_item(question: Question, word: str) -> Item:
+    """The TextVQA example of a text question about an image showing ``word`` (its OCR token)."""
     return Item(
         "textvqa",
-        textvqa_instruction(question.text, [word]),
         question.answer,
-        textvqa_instruction(question.rephrased().text, [word]),
+        _question_phrasings(question),
+        question.phrasing,
+        lambda text: textvqa_instruction(text, [word]),
+        lambda rng: user_question(question, rng),
     )
 
 
@@ -142,17 +203,16 @@ def benchmark_item(scene: Scene, family: str, rng: random.Random) -> Item:
     """Draw one example of ``family`` (see :func:`available_families`) about ``scene``."""
     if family == "flickr30k":
         k = rng.randrange(len(CAPTION_PROMPTS))
-        rewritten = CAPTION_PROMPTS[(k + 1) % len(CAPTION_PROMPTS)]
-        return Item("flickr30k", CAPTION_PROMPTS[k], rng.choice(captions(scene)), rewritten)
+        return Item("flickr30k", rng.choice(captions(scene)), CAPTION_PROMPTS, k, lambda text: text)
     if family == "vsr":
-        return _vsr_item(make_statement(scene, rng.randrange(2), rng))
+        return vsr_item(make_statement(scene, rng.randrange(2), rng))
     if family == "gqa":
-        return _gqa_item(make_question(scene, rng.choice(GQA_TYPES), rng))
+        return gqa_item(make_question(scene, rng.choice(GQA_TRAIN_TYPES), rng))
     if family == "scienceqa":
         types = [t for t in SCIENCEQA_TYPES if t != "text" or scene.word is not None]
-        return _scienceqa_item(make_choice(scene, rng.choice(types), rng))
+        return scienceqa_item(make_choice(scene, rng.choice(types), rng))
     if family == "textvqa":
-        return _textvqa_item(make_question(scene, "text", rng), scene.word)
+        return textvqa_item(make_question(scene, "text", rng), scene.word)
     raise ValueError(f"unknown benchmark family {family!r}")
 
 
@@ -185,8 +245,8 @@ class TrainingRecord:
     """A LLaVA-format conversation before serialisation.
 
     Attributes:
-        kind: ``"benchmark"``, ``"rewrite"`` or ``"chat"``.
-        family: Benchmark family for the first two kinds, ``None`` for chat.
+        kind: One of :data:`KINDS` (or ``comparison``, see :mod:`.comparison`).
+        family: Benchmark family, ``None`` for chat.
         turns: ``(human, gpt)`` pairs; the first human turn carries the ``<image>`` marker.
     """
 
@@ -203,12 +263,26 @@ class TrainingRecord:
         return out
 
 
-def build_training_record(scene: Scene, rng: random.Random, mix: str = "default") -> TrainingRecord:
-    """Draw one training conversation about ``scene`` from the named mix of :data:`MIXES`."""
+def single_turn(kind: str, family: Optional[str], human: str, gpt: str, rng: random.Random) -> TrainingRecord:
+    """A one-turn record with the ``<image>`` marker before or after the human turn."""
+    return TrainingRecord(kind, family, ((_with_image_token(human, rng), gpt),))
+
+
+def build_training_record(
+    scene: Scene, rng: random.Random, mix: str = "default", forbidden: Sequence[str] = ()
+) -> TrainingRecord:
+    """Draw one training conversation about ``scene`` from the named mix of :data:`MIXES`.
+
+    Args:
+        scene: The scene the conversation is about.
+        rng: Random stream.
+        mix: A key of :data:`MIXES`.
+        forbidden: Instructions training must not show (the evaluation sets'); user-style wordings are redrawn.
+    """
     if mix not in MIXES:
         raise ValueError(f"unknown training mix {mix!r}; choose one of {sorted(MIXES)}")
     kind_weights, family_weights = MIXES[mix]
-    kind = _weighted(rng, kind_weights)
+    kind = _weighted(rng, {k: w for k, w in kind_weights.items() if w > 0})
     if kind == "chat":
         turns: List[Tuple[str, str]] = []
         for _ in range(rng.randint(1, 3)):
@@ -220,6 +294,12 @@ def build_training_record(scene: Scene, rng: random.Random, mix: str = "default"
     family = _weighted(rng, family_weights, available_families(scene))
     item = benchmark_item(scene, family, rng)
     if kind == "benchmark":
-        return TrainingRecord(kind, family, ((_with_image_token(item.instruction, rng), item.answer),))
-    prompt = REWRITE_TEMPLATE.format(item.instruction)
-    return TrainingRecord(kind, family, ((_with_image_token(prompt, rng), item.rewritten),))
+        return single_turn(kind, family, item.instruction, item.answer, rng)
+    if kind == "user_benchmark":
+        return single_turn(kind, family, item.user_instruction(rng, forbidden), item.answer, rng)
+    if kind == "rewrite":
+        return single_turn(kind, family, REWRITE_TEMPLATE.format(item.instruction), item.rewritten, rng)
+    if kind == "user_rewrite":
+        prompt = REWRITE_TEMPLATE.format(item.user_instruction(rng, forbidden))
+        return single_turn(kind, family, prompt, item.canonical, rng)
+    raise ValueError(f"unknown kind {kind!r} in mix {mix!r}")

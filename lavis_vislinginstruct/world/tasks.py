@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .scenes import COLORS, SHAPES, SIZES, WORDS, Scene, SceneObject
+from .scenes import COLORS, HORIZONTAL, SHAPES, SIZES, VERTICAL, WORDS, Scene, SceneObject
 
 PHRASINGS: Dict[str, Tuple[str, ...]] = {
     "color": ("What color is {ref}?", "Which color does {ref} have?", "What is the color of {ref}?"),
@@ -21,6 +21,7 @@ PHRASINGS: Dict[str, Tuple[str, ...]] = {
     "count": ("How many shapes are there?", "How many shapes are in the image?", "How many objects can you see?"),
     "exist": ("Is there a {thing}?", "Is there a {thing} in the image?", "Can you see a {thing}?"),
     "text": ("What word is written in the image?", "What does the text say?", "Which word appears in the image?"),
+    "where": ("Where is {ref}?", "In which part of the image is {ref}?", "Where can you find {ref}?"),
 }
 COUNT_ANSWERS = ("1", "2", "3")
 YES_NO = ("no", "yes")
@@ -31,6 +32,7 @@ ANSWER_SPACES: Dict[str, Tuple[str, ...]] = {
     "count": COUNT_ANSWERS,
     "exist": YES_NO,
     "text": WORDS,
+    "where": tuple(f"{v} {h}" for v in VERTICAL for h in HORIZONTAL),
 }
 # Phrases of each spatial relation (VSR-style "The X is <phrase> the Y.").
 RELATION_PHRASES: Dict[str, Tuple[str, ...]] = {
@@ -197,6 +199,10 @@ def make_question(scene: Scene, qtype: str, rng: random.Random, phrasing: Option
         answer = getattr(target, qtype)
         full = f"{_capitalize(ref)} is {'a ' if qtype == 'shape' else ''}{answer}."
         return Question(qtype, phrasing, (("ref", ref),), answer, full)
+    if qtype == "where":  # the cell: what a spatial statement about the object turns on
+        target, ref = _pick_target(scene, rng, None)
+        answer = f"{target.vertical} {target.horizontal}"
+        return Question(qtype, phrasing, (("ref", ref),), answer, f"{_capitalize(ref)} is at the {answer}.")
     if qtype == "count":
         n = len(scene.objects)
         full = "There is 1 shape." if n == 1 else f"There are {n} shapes."

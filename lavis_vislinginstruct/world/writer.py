@@ -39,7 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from lavis_vislinginstruct.processors.templates import TEMPLATES
 
-from . import formats
+from . import comparison, formats, user_style
 from . import instructions as ins
 from .scenes import (
     COLORS,
@@ -53,11 +53,13 @@ from .scenes import (
     sample_scene,
     word_box,
 )
-from .tasks import captions, make_choice, make_question, make_statement
+from .tasks import Question, Statement, captions, make_choice, make_question, make_statement
+from .user_style import user_question, user_statement
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+WORDINGS = ("user", "common")
 DATASET_DIRS = ("llava_instruct_150k", "coco", "flickr30k", "gqa", "vsr", "scienceqa", "textvqa")
 
 
@@ -99,12 +101,34 @@ def _stream(seed: int, name: str) -> random.Random:
     return random.Random(f"vli-world/{seed}/{name}")
 
 
-def _eval_scenes(rng: random.Random, n: int, **constraints: Any) -> List[Scene]:
-    """``n`` held-out scenes, distinct within the set while the slice of the scene space allows."""
+class _EvalSpec:
+    """How the evaluation sets are drawn: which slice of the scene space and in which wording; collects the
+    filled instructions so that training can avoid them."""
+
+    def __init__(self, scenes: str, wording: str) -> None:
+        if scenes not in ("eval", "train"):
+            raise ValueError(f"eval_scenes must be 'eval' (held out) or 'train' (a validation world), got {scenes!r}")
+        if wording not in WORDINGS:
+            raise ValueError(f"eval_wording must be one of {WORDINGS}, got {wording!r}")
+        self.scenes = scenes
+        self.wording = wording
+        self.instructions: List[str] = []
+
+    def question_text(self, question: Question, rng: random.Random) -> str:
+        """The question as the set asks it."""
+        return user_question(question, rng) if self.wording == "user" else question.text
+
+    def statement_text(self, statement: Statement, rng: random.Random) -> str:
+        """The statement as the set words it."""
+        return user_statement(statement, rng) if self.wording == "user" else statement.text
+
+
+def _eval_scenes(rng: random.Random, n: int, split: str = "eval", **constraints: Any) -> List[Scene]:
+    """``n`` scenes of the ``split`` slice, distinct within the set while the slice of the scene space allows."""
     seen: set = set()
     scenes = []
     for _ in range(n):
-        scene = sample_scene(rng, "eval", exclude=seen, **constraints)
+        scene = sample_scene(rng, split, exclude=seen, **constraints)
         seen.add(scene.key())
         scenes.append(scene)
     return scenes
@@ -148,37 +172,68 @@ def _entry(
     return entry
 
 
-def write_llava(out: _Output, rng: random.Random, n: int, mix: str = "default") -> Dict[str, Any]:
-    """Training conversations in LLaVA-Instruct-150K format (one image per record), drawn from the named ``mix``."""
+def write_llava(
+    out: _Output,
+    rng: random.Random,
+    n: int,
+    mix: str = "default",
+    forbidden: Sequence[str] = (),
+    name: str = "llava_instruct_150k",
+    first_id: int = 1,
+) -> Dict[str, Any]:
+    """Training conversations in LLaVA-Instruct-150K format (one image per record), drawn from the named ``mix``;
+    no instruction equals one of ``forbidden`` (the evaluation sets'). ``name`` is the file's stem under
+    ``llava_instruct_150k/``; images are numbered from ``first_id``."""
     records, scenes, kinds = [], {}, {}
     for i in range(n):
         scene = sample_scene(rng, "train")
-        record = ins.build_training_record(scene, rng, mix)
-        name = f"{i + 1:012d}.jpg"
-        out.image(f"coco/images/train2017/{name}", scene)
-        records.append({"id": name[:-4], "image": name, "conversations": record.conversations()})
-        scenes[name] = scene.to_dict()
+        record = ins.build_training_record(scene, rng, mix, forbidden)
+        name_i = f"{first_id + i:012d}.jpg"
+        out.image(f"coco/images/train2017/{name_i}", scene)
+        records.append({"id": name_i[:-4], "image": name_i, "conversations": record.conversations()})
+        scenes[name_i] = scene.to_dict()
         label = record.kind if record.family is None else f"{record.kind}/{record.family}"
         kinds[label] = kinds.get(label, 0) + 1
-    out.json("llava_instruct_150k/llava_instruct_150k.json", records)
-    out.json("llava_instruct_150k/scenes.json", scenes, annotation=False)
-    annotations = {"train": "llava_instruct_150k/llava_instruct_150k.json"}
+    stem = "" if name == "llava_instruct_150k" else f"{name}_"
+    scenes_file = f"llava_instruct_150k/{stem}scenes.json"
+    out.json(f"llava_instruct_150k/{name}.json", records)
+    out.json(scenes_file, scenes, annotation=False)
+    annotations = {"train": f"llava_instruct_150k/{name}.json"}
     return _entry(
         "vli_llava_instruct_150k",
         "llava_instruct_150k",
         annotations,
         "coco/images/train2017",
-        "llava_instruct_150k/scenes.json",
+        scenes_file,
         n,
         mix=mix,
         kinds=dict(sorted(kinds.items())),
+        shares={k: round(v / max(n, 1), 4) for k, v in sorted(kinds.items())},
     )
 
 
-def write_flickr30k(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+def write_comparison_candidates(out: _Output, rng: random.Random, n: int, first_id: int, mix: str,
+                                forbidden: Sequence[str]) -> Dict[str, Any]:
+    """The (initial, rewritten) pairs AIO's comparison data is made of (:func:`.comparison.candidates`), with their
+    images among the training images (ids after the conversations')."""
+    named = []
+    for i in range(n):
+        scene = sample_scene(rng, "train")
+        name = f"{first_id + i:012d}.jpg"
+        out.image(f"coco/images/train2017/{name}", scene)
+        named.append((name, scene))
+    pairs = comparison.candidates(named, rng, mix, forbidden)
+    out.json("llava_instruct_150k/comparison_candidates.json", pairs, annotation=False)
+    out.json("llava_instruct_150k/comparison_scenes.json", {name: sc.to_dict() for name, sc in named},
+             annotation=False)
+    return {"candidates": "llava_instruct_150k/comparison_candidates.json", "count": n,
+            "user_share": round(sum(p["user"] for p in pairs) / max(n, 1), 4)}
+
+
+def write_flickr30k(out: _Output, rng: random.Random, n: int, spec: _EvalSpec) -> Dict[str, Any]:
     """Captioning set in the Karpathy ``dataset_flickr30k.json`` format, all images in split ``test``."""
     images, scenes = [], {}
-    for i, scene in enumerate(_eval_scenes(rng, n)):
+    for i, scene in enumerate(_eval_scenes(rng, n, spec.scenes)):
         filename = f"{1000000 + i}.jpg"
         out.image(f"flickr30k/images/flickr30k-images/{filename}", scene)
         images.append(formats.karpathy_image(filename, i, captions(scene)))
@@ -200,14 +255,16 @@ def write_flickr30k(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
     )
 
 
-def write_gqa(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+def write_gqa(out: _Output, rng: random.Random, n: int, spec: _EvalSpec) -> Dict[str, Any]:
     """Short-answer VQA in the official GQA ``testdev_balanced_questions.json`` layout (one question per image)."""
     questions, scenes, guesses = {}, {}, []
-    for i, scene in enumerate(_eval_scenes(rng, n)):
+    for i, scene in enumerate(_eval_scenes(rng, n, spec.scenes)):
         image_id, qid = f"n{100000 + i}", str(200000000 + i)
         question = make_question(scene, ins.GQA_TYPES[i % len(ins.GQA_TYPES)], rng)
+        text = spec.question_text(question, rng)
+        spec.instructions.append(ins.gqa_instruction(text))
         out.image(f"gqa/images/{image_id}.jpg", scene)
-        questions[qid] = formats.gqa_question(question, image_id, qid)
+        questions[qid] = formats.gqa_question(question, image_id, qid, text)
         scenes[image_id] = scene.to_dict()
         guesses.append((question.qtype, question.answer, question.answer_space))
     out.json("gqa/annotations/testdev_balanced_questions.json", questions)
@@ -226,17 +283,19 @@ def write_gqa(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
     )
 
 
-def write_vsr(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+def write_vsr(out: _Output, rng: random.Random, n: int, spec: _EvalSpec) -> Dict[str, Any]:
     """Spatial statements in the VSR jsonl format; labels balanced (half true, in shuffled order)."""
     labels = [i % 2 for i in range(n)]
     rng.shuffle(labels)
     lines, scenes = [], {}
-    for i, (scene, label) in enumerate(zip(_eval_scenes(rng, n, min_objects=2), labels)):
+    for i, (scene, label) in enumerate(zip(_eval_scenes(rng, n, spec.scenes, min_objects=2), labels)):
         name = f"{i + 1:012d}.jpg"
         statement = make_statement(scene, label, rng)
+        caption = spec.statement_text(statement, rng)
+        spec.instructions.append(ins.vsr_instruction(caption))
         voters = tuple(rng.sample(range(1, 60), 3))
         out.image(f"vsr/images/{name}", scene)
-        record = formats.vsr_line(name, statement, rng.randrange(60), voters)
+        record = formats.vsr_line(name, statement, rng.randrange(60), voters, caption)
         lines.append(json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n")
         scenes[name] = scene.to_dict()
     out.text("vsr/annotations/zeroshot/test.jsonl", "".join(lines))
@@ -256,15 +315,18 @@ def write_vsr(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
     )
 
 
-def write_scienceqa(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
+def write_scienceqa(out: _Output, rng: random.Random, n: int, spec: _EvalSpec) -> Dict[str, Any]:
     """Multiple choice in the official ScienceQA ``problems.json`` + ``pid_splits.json`` layout (split test)."""
     problems, scenes, guesses = {}, {}, []
-    for i, scene in enumerate(_eval_scenes(rng, n)):
+    for i, scene in enumerate(_eval_scenes(rng, n, spec.scenes)):
         pid = str(i + 1)
         types = [t for t in ins.SCIENCEQA_TYPES if t != "text" or scene.word is not None]
         problem = make_choice(scene, types[i % len(types)], rng)
+        text = spec.question_text(problem.question, rng)
+        hint = ins.scienceqa_hint(problem)
+        spec.instructions.append(ins.scienceqa_instruction(text, problem.choices, hint))
         out.image(f"scienceqa/images/test/{pid}/image.png", scene)
-        problems[pid] = formats.scienceqa_problem(problem, ins.scienceqa_hint(problem))
+        problems[pid] = formats.scienceqa_problem(problem, hint, text=text)
         scenes[pid] = scene.to_dict()
         guesses.append((problem.question.qtype, problem.question.answer, problem.choices))
     out.json("scienceqa/data/problems.json", problems)
@@ -284,15 +346,17 @@ def write_scienceqa(out: _Output, rng: random.Random, n: int) -> Dict[str, Any]:
     )
 
 
-def write_textvqa(out: _Output, rng: random.Random, n: int, seed: int) -> Dict[str, Any]:
+def write_textvqa(out: _Output, rng: random.Random, n: int, spec: _EvalSpec, seed: int) -> Dict[str, Any]:
     """Text reading in the TextVQA 0.5.1 val format plus a Rosetta-layout OCR file holding the rendered word."""
     data, ocr, scenes, guesses = [], [], {}, []
     size = out.image_size
-    for i, scene in enumerate(_eval_scenes(rng, n, word=True)):
+    for i, scene in enumerate(_eval_scenes(rng, n, spec.scenes, word=True)):
         image_id = hashlib.sha256(f"vli-world/{seed}/textvqa/{i}".encode()).hexdigest()[:16]
         question = make_question(scene, "text", rng)
+        text = spec.question_text(question, rng)
+        spec.instructions.append(ins.textvqa_instruction(text, [scene.word]))
         out.image(f"textvqa/images/train_images/{image_id}.jpg", scene)
-        data.append(formats.textvqa_question(question, scene, image_id, 34602 + i, size))
+        data.append(formats.textvqa_question(question, scene, image_id, 34602 + i, size, text))
         ocr.append(formats.rosetta_ocr(image_id, scene.word, word_box(scene, size), size))
         scenes[image_id] = scene.to_dict()
         guesses.append(("text", question.answer, WORDS))
@@ -333,6 +397,11 @@ def generate_world(
     n_eval: int = 200,
     image_size: int = DEFAULT_IMAGE_SIZE,
     mix: str = "default",
+    eval_wording: str = "user",
+    eval_scenes: str = "eval",
+    n_compare: int = 0,
+    text_mix: str = "demo_text",
+    n_text: int = 0,
 ) -> Dict[str, Any]:
     """Generate the training set and the five evaluation sets and write ``manifest.json``.
 
@@ -344,12 +413,23 @@ def generate_world(
         n_eval: Number of records (and images) in each evaluation set.
         image_size: Side of the square images in pixels.
         mix: Training mix, a key of :data:`.instructions.MIXES` (the evaluation sets do not depend on it).
+        eval_wording: ``user``: the evaluation sets ask in user style (:mod:`.user_style`); ``common``: in the
+            common phrasings training uses.
+        eval_scenes: ``eval``: the held-out slice of the scene space; ``train``: the training slice, for a
+            validation world (its own seed) whose numbers may steer design choices that held-out numbers must not.
+        n_compare: (initial, rewritten) pairs for AIO's comparison data (:mod:`.comparison`), written with their
+            images; the caller scores them with the model and writes the conversations
+            (:func:`write_comparison_training`).
+        text_mix: Mix of the second training file (``llava_instruct_150k/phase2.json``).
+        n_text: Its conversations (0: no second file); :func:`write_comparison_training` adds the comparison ones.
 
     Returns:
         The manifest (also written to ``<out_dir>/manifest.json``).
     """
-    if mix not in ins.MIXES:
-        raise ValueError(f"unknown training mix {mix!r}; choose one of {sorted(ins.MIXES)}")
+    for name in (mix, text_mix):
+        if name not in ins.MIXES:
+            raise ValueError(f"unknown training mix {name!r}; choose one of {sorted(ins.MIXES)}")
+    spec = _EvalSpec(eval_scenes, eval_wording)  # checks both before anything is written
     _prepare(out_dir)
     out = _Output(out_dir, image_size)
     writers: List[Tuple[str, Callable[..., Dict[str, Any]]]] = [
@@ -358,9 +438,21 @@ def generate_world(
         ("vsr", write_vsr),
         ("scienceqa", write_scienceqa),
     ]
-    train = {"llava_instruct_150k": write_llava(out, _stream(seed, "llava_instruct_150k"), n_train, mix)}
-    evaluation = {name: write(out, _stream(seed, name), n_eval) for name, write in writers}
-    evaluation["textvqa"] = write_textvqa(out, _stream(seed, "textvqa"), n_eval, seed)
+    # evaluation first: training avoids its instructions (each set has its own stream, so the order changes nothing)
+    evaluation = {name: write(out, _stream(seed, name), n_eval, spec) for name, write in writers}
+    evaluation["textvqa"] = write_textvqa(out, _stream(seed, "textvqa"), n_eval, spec, seed)
+    for entry in evaluation.values():
+        entry.update(wording=eval_wording, scenes_from=eval_scenes)
+    forbidden = set(spec.instructions)
+    llava = write_llava(out, _stream(seed, "llava_instruct_150k"), n_train, mix, forbidden)
+    if n_compare:
+        llava["comparison"] = write_comparison_candidates(
+            out, _stream(seed, "comparison"), n_compare, n_train + 1, mix, forbidden
+        )
+    train = {"llava_instruct_150k": llava}
+    if n_text:
+        train["phase2"] = write_llava(out, _stream(seed, "phase2"), n_text, text_mix, forbidden, name="phase2",
+                                      first_id=n_train + n_compare + 1)
     manifest = {
         "generator": "lavis_vislinginstruct.world",
         "format_version": FORMAT_VERSION,
@@ -372,6 +464,7 @@ def generate_world(
         "templates": {name: TEMPLATES[name] for name in ins.BENCHMARKS},
         "caption_prompts": list(ins.CAPTION_PROMPTS),
         "rewrite_template": ins.REWRITE_TEMPLATE,
+        "user_style": {"structures": list(user_style.STRUCTURES), "sign_off_prob": user_style.SIGN_OFF_PROB},
         "train": train,
         "eval": evaluation,
         "files": dict(sorted(out.annotation_files.items())),
@@ -380,3 +473,52 @@ def generate_world(
     with open(os.path.join(out_dir, "manifest.json"), "w", encoding="utf-8") as f:
         f.write(json.dumps(manifest, sort_keys=True, indent=1, ensure_ascii=False) + "\n")
     return manifest
+
+
+def write_comparison_training(
+    world: str,
+    scores: Dict[str, Tuple[float, float]],
+    template: str,
+    cue: str,
+    replay: int = 0,
+    name: str = "phase2_comparison.json",
+    seed: int = 0,
+) -> Dict[str, Any]:
+    """Write the second training file: the comparison conversations (scored by the model), the world's
+    ``phase2.json`` conversations (rewrites and questions) and ``replay`` conversations of the first file.
+
+    Args:
+        world: A world written with ``n_compare > 0``.
+        scores: ``pair id -> (IAS initial, IAS rewritten)`` for every candidate pair.
+        template: ``aio.compare_template`` of the model config.
+        cue: ``aio.compare_cue``.
+        replay: Conversations of the first training file to mix in (a seeded sample, at most all of them).
+        name: File name under ``llava_instruct_150k/``.
+        seed: Seed of the replay sample and of the order.
+
+    Returns:
+        ``{"train": <path relative to the world>, "comparison": n, "phase2": n, "replay": n}``.
+    """
+    folder = os.path.join(world, "llava_instruct_150k")
+
+    def load(file: str) -> List[Dict[str, Any]]:
+        path = os.path.join(folder, file)
+        if not os.path.isfile(path):
+            return []
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+
+    pairs = load("comparison_candidates.json")
+    if not pairs:
+        raise FileNotFoundError(f"{folder} holds no comparison_candidates.json (generate the world with n_compare)")
+    rng = _stream(seed, "comparison_training")
+    records = comparison.comparison_records(pairs, scores, template, cue, seed)
+    phase2 = load("phase2.json")
+    main = load("llava_instruct_150k.json")
+    replayed = rng.sample(main, min(replay, len(main)))
+    records += phase2 + replayed
+    rng.shuffle(records)
+    with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
+        f.write(json.dumps(records, sort_keys=True, ensure_ascii=False) + "\n")
+    return {"train": f"llava_instruct_150k/{name}", "comparison": len(pairs), "phase2": len(phase2),
+            "replay": len(replayed)}
