@@ -1,29 +1,43 @@
 """End-to-end demo on the generated visual world: ``python -m lavis_vislinginstruct.demo [--out demo_output] [--fast]``.
 
 A tiny VisLingInstruct (Zhu et al., NAACL 2024) learns a world of flat shapes and short words
-(:mod:`lavis_vislinginstruct.world`) on a CPU, and the four rows of the paper's Table 2 ablation are measured on
-the world's held-out evaluation sets. Every step goes through the project's own entry points and configs:
+(:mod:`lavis_vislinginstruct.world`) on a CPU, and Table 2's ablation rows, plus one the paper does not have, are
+measured on the world's held-out evaluation sets. Every step goes through the project's own entry points and configs:
 
-1. **World.** :func:`lavis_vislinginstruct.world.generate_world` writes the training conversations
-   (LLaVA-Instruct-150K format, the ``visual`` mix) and the GQA/VSR/ScienceQA/TextVQA-format evaluation sets, with
-   each set's chance level and blind answer prior in ``manifest.json``.
+1. **World** (:func:`lavis_vislinginstruct.world.generate_world`): LLaVA-format training conversations (the
+   ``demo`` mix), pairs for AIO's comparison data, and GQA/VSR/ScienceQA/TextVQA-format evaluation sets whose
+   questions are asked the way users ask (:mod:`lavis_vislinginstruct.world.user_style`), with each set's chance
+   level and blind answer prior.
 2. **Stage A** (``projects/vislinginstruct/demo/stage_a.yaml`` through :func:`lavis_vislinginstruct.train.main`):
-   the InstructBLIP architecture trained from scratch, everything trainable and CMAA off. This is our stand-in for
-   the pretrained InstructBLIP that VisLingInstruct starts from; its "vanilla" row is InstructBLIP.
-3. **Stage B** (``stage_b.yaml``): VisLingInstruct's Enhanced Multi-modal Alignment. CMAA is on and only the
-   projection into the LLM trains, starting from stage A's weights (``model.checkpoint``).
-4. **Evaluation** (``eval_<set>.yaml`` through :func:`lavis_vislinginstruct.evaluate.main`) of Table 2's rows:
-   vanilla (stage A, CMAA off, AIO off), + EMA (stage B, AIO off), + EMA + Rewriting (AIO ``rewrite``) and
-   + EMA + AIO (AIO ``full``).
-5. **Report**: a Table-2-shaped markdown table with the chance and answer-prior rows, ``ablation.png``, and a few
-   AIO traces; all under ``--out`` (``results.md``, ``results.json``).
+   the InstructBLIP architecture trained from scratch, everything trainable, CMAA off.
+3. **Scores** (:func:`score_comparison_pairs`): stage A's own Instruction Alignment Score (eq. 3) of both
+   instructions of every comparison pair; :func:`lavis_vislinginstruct.world.writer.write_comparison_training`
+   writes the comparison prompts with those scores (:mod:`lavis_vislinginstruct.world.comparison`).
+4. **Stage A2** (``stage_a2.yaml``): stage A continued on the comparison prompts, rewrites and a replay of stage A's
+   data. Stages A and A2 are our stand-in for the pretrained InstructBLIP that VisLingInstruct starts from; its
+   "vanilla" row is InstructBLIP.
+5. **Stage B** (``stage_b.yaml``): VisLingInstruct's Enhanced Multi-modal Alignment; CMAA on, only the projection
+   into the LLM trains, from stage A2's weights.
+6. **Model spec** (``<out>/model.yaml``, :func:`lavis_vislinginstruct.models.spec.write_model_spec`): the trained
+   model in one file (weights copied to ``<out>/weights/``), which every entry point takes with ``--model-spec``.
+7. **Evaluation** (``eval_<set>.yaml`` through :func:`lavis_vislinginstruct.evaluate.main` with the spec) of the
+   rows in :data:`ROWS`: vanilla (CMAA off, AIO off), + EMA, + EMA + Rewriting, + EMA + AIO, and + EMA + AIO with
+   the two instructions listed in random order instead of by IAS (``model.aio.order=shuffled``).
+8. **Report** (:mod:`lavis_vislinginstruct.demo_analysis`): every cell with a 95 % bootstrap interval, paired
+   differences, AIO's own figures, the IAS premise, traces; ``results.md``, ``results.json``, ``ablation.png``.
 
-Stage A starts from a written initialization (``stage_a/init.pth``, passed as ``model.checkpoint``): the
-model's own random weights, except that the Q-Former's cross-attention weights are drawn with standard deviation
-``1/sqrt(fan_in)`` instead of BERT's 0.02. At width 64, BERT's initialization lets about 0.5 % of the image's
-variation through the cross-attention into the LLM's input (the visual tokens' spread across images, relative to
-their spread overall); the model then learns the answer priors of the text and not the image within a CPU
-budget: after 400 updates, shuffling the images among the questions left the loss unchanged.
+Choices, each with the reason it was made (measured on training-side signals, never on the held-out sets):
+
+* **Initialization.** Stage A starts from a written initialization (``stage_a/init.pth``, passed as
+  ``model.checkpoint``): the model's own random weights, except that the Q-Former's cross-attention weights are
+  drawn with standard deviation ``1/sqrt(fan_in)`` instead of BERT's 0.02. At width 64, BERT's initialization lets
+  about 0.5 % of the image's variation through the cross-attention into the LLM's input; the model then learns the
+  answer priors of the text and not the image within a CPU budget (after 400 updates, shuffling the images among
+  the questions left the loss unchanged).
+* **AIO's guard** is ``none`` (the paper: the generated instruction is used as it is). The content guard compares
+  the verbatim question, and a user's question reworded into the model's phrasing never keeps its words, so the
+  guard would fall back on nearly every sample; the report counts how often it would have fired
+  (``verbatim_spans_lost``) and how often the content was really kept (the world's content reader).
 
 ``--fast`` runs the same pipeline smaller (``tests/test_demo.py``). Results are whatever the run measures.
 """
@@ -33,6 +47,8 @@ import json
 import logging
 import math
 import os
+import platform
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -40,9 +56,11 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from omegaconf import OmegaConf
 
+from lavis_vislinginstruct import demo_analysis as analysis
 from lavis_vislinginstruct.paths import package_path
-from lavis_vislinginstruct.tasks.benchmarks import BENCHMARKS, ORDER, VARIANTS
+from lavis_vislinginstruct.tasks.benchmarks import ORDER, VARIANTS
 from lavis_vislinginstruct.world import generate_world
+from lavis_vislinginstruct.world.writer import write_comparison_training
 
 logger = logging.getLogger("lavis_vislinginstruct.demo")
 
@@ -50,6 +68,25 @@ PROJECT = os.path.join("projects", "vislinginstruct", "demo")
 ARCH = "vislinginstruct_vicuna"
 MODEL_TYPE = "demo"
 IMAGE_SIZE = 32
+STEPS = 8
+
+
+@dataclass(frozen=True)
+class Row:
+    """One row of the demo's table: the ablation switches (``--options``) and its label."""
+
+    cmaa: bool
+    aio: str
+    order: str
+    label: str
+
+
+#: Table 2's four rows and the shuffled-order ablation, in table order.
+ROWS: Dict[str, Row] = {
+    **{name: Row(cmaa, aio, "ias", label) for name, (cmaa, aio, label) in VARIANTS.items()},
+    "ema_aio_shuffled": Row(True, "full", "shuffled", "+ EMA + AIO, scores in random order"),
+}
+LABELS = {name: row.label for name, row in ROWS.items()}
 
 
 @dataclass(frozen=True)
@@ -57,44 +94,66 @@ class DemoSize:
     """How big a demo run is.
 
     Attributes:
-        n_train: Training conversations (one image each) of the world.
+        n_train: Training conversations (one image each) of the world's first file (stage A).
+        n_compare: Comparison pairs scored by stage A and trained in stage A2.
+        n_text: Conversations of the world's second file (rewrites and questions, stage A2).
+        n_replay: Stage A conversations replayed in stage A2.
         n_eval: Records of each held-out evaluation set.
-        batch_size: Training batch size of both stages (``n_train // batch_size`` updates per epoch).
+        batch_size: Training batch size of stages A and B.
+        stage_a2_batch_size: Training batch size of stage A2 (long sequences: more updates per second).
         stage_a_epochs: Epochs of stage A.
         stage_a_lr: Peak learning rate of stage A (warm-up, then cosine to 0).
+        stage_a2_epochs: Epochs of stage A2.
+        stage_a2_lr: Peak learning rate of stage A2.
         stage_b_epochs: Epochs of stage B.
         benchmarks: Held-out sets evaluated.
     """
 
     n_train: int
+    n_compare: int
+    n_text: int
+    n_replay: int
     n_eval: int
     batch_size: int
+    stage_a2_batch_size: int
     stage_a_epochs: int
     stage_a_lr: float
+    stage_a2_epochs: int
+    stage_a2_lr: float
     stage_b_epochs: int
     benchmarks: Tuple[str, ...]
 
 
 SIZES = {
-    # about 3.5 minutes on two quiet cores (stage A 2, stage B 0.75, evaluation 0.4)
     "full": DemoSize(
         n_train=6400,
-        n_eval=200,
+        n_compare=1600,
+        n_text=5600,
+        n_replay=0,
+        n_eval=400,
         batch_size=64,
+        stage_a2_batch_size=32,
         stage_a_epochs=4,
         stage_a_lr=2e-3,
-        stage_b_epochs=2,
+        stage_a2_epochs=2,
+        stage_a2_lr=2e-3,
+        stage_b_epochs=1,
         benchmarks=("vsr", "gqa", "textvqa", "scienceqa"),
     ),
-    # about 1.5 minutes on one thread: the answer formats and the OCR token are learned, not yet the image
     "fast": DemoSize(
         n_train=2048,
-        n_eval=100,
+        n_compare=384,
+        n_text=1536,
+        n_replay=0,
+        n_eval=60,
         batch_size=32,
+        stage_a2_batch_size=32,
         stage_a_epochs=3,
         stage_a_lr=2e-3,
-        stage_b_epochs=2,
-        benchmarks=("gqa", "textvqa"),
+        stage_a2_epochs=2,
+        stage_a2_lr=2e-3,
+        stage_b_epochs=1,
+        benchmarks=("vsr", "gqa", "textvqa"),
     ),
 }
 
@@ -106,6 +165,10 @@ def project_file(name: str) -> str:
         if os.path.isfile(path):
             return path
     raise FileNotFoundError(f"{os.path.join(PROJECT, name)} not found: run the demo from the repository root")
+
+
+def _step(k: int, text: str, *args: Any) -> None:
+    logger.info(f"[{k}/{STEPS}] {text}", *args)
 
 
 # ------------------------------------------------------------------------------------------------- training
@@ -134,22 +197,30 @@ def write_initialization(path: str, seed: int) -> str:
 
 
 def train_stage(
-    config: str, world: str, output_dir: str, epochs: int, batch_size: int, checkpoint: str, lr: float = 0.0
+    config: str,
+    world: str,
+    output_dir: str,
+    epochs: int,
+    batch_size: int,
+    checkpoint: str,
+    lr: float = 0.0,
+    options: Sequence[str] = (),
 ) -> Dict[str, Any]:
     """Run ``train.py`` on a demo config; returns the last checkpoint, the per-epoch mean losses and the time."""
     from lavis_vislinginstruct.train import main as train_main
 
-    options = [
+    overrides = [
         f"run.cache_root={world}",
         f"run.output_dir={output_dir}",
         f"run.max_epoch={epochs}",
         f"run.batch_size_train={batch_size}",
         f"model.checkpoint={checkpoint}",
+        *options,
     ]
     if lr:
-        options.append(f"run.init_lr={lr}")
+        overrides.append(f"run.init_lr={lr}")
     start = time.perf_counter()
-    runner = train_main(["--cfg-path", project_file(config), "--options", *options])
+    runner = train_main(["--cfg-path", project_file(config), "--options", *overrides])
     seconds = time.perf_counter() - start
     run_dir = str(runner.output_dir)
     losses = []
@@ -163,48 +234,98 @@ def train_stage(
     return {"checkpoint": last, "epoch_losses": losses, "seconds": round(seconds, 1), "output_dir": run_dir}
 
 
+def score_comparison_pairs(world: str, checkpoint: str, batch_size: int = 64) -> Dict[str, Tuple[float, float]]:
+    """The model's own IAS (``model.instruction_alignment_score``) of both instructions of every comparison pair.
+
+    The model is stage A as it is evaluated as the vanilla row (CMAA off); images are the pairs' training images.
+
+    Returns:
+        ``pair id -> (IAS initial, IAS rewritten)``.
+    """
+    from lavis_vislinginstruct.datasets.datasets.base import load_image
+    from lavis_vislinginstruct.models.loading import load_with_options
+
+    with open(os.path.join(world, "llava_instruct_150k", "comparison_candidates.json"), encoding="utf-8") as handle:
+        pairs = json.load(handle)
+    model, vis, _ = load_with_options(ARCH, MODEL_TYPE, [f"checkpoint={checkpoint}", "cmaa.enabled=False"], "cpu")
+    images = os.path.join(world, "coco", "images", "train2017")
+    scores: Dict[str, Tuple[float, float]] = {}
+    for start in range(0, len(pairs), batch_size):
+        batch = pairs[start : start + batch_size]
+        image = torch.stack([vis["eval"](load_image(os.path.join(images, p["image"]))) for p in batch])
+        with torch.no_grad():
+            initial = model.instruction_alignment_score({"image": image}, [p["initial"] for p in batch]).tolist()
+            rewritten = model.instruction_alignment_score({"image": image}, [p["rewritten"] for p in batch]).tolist()
+        scores.update({p["id"]: (a, b) for p, a, b in zip(batch, initial, rewritten)})
+    return scores
+
+
+def comparison_score_summary(world: str, scores: Dict[str, Tuple[float, float]]) -> Dict[str, Any]:
+    """How stage A scored the pairs: mean IAS and how often the rewrite scored lower, for user-style and common
+    initial instructions (the rewrite of a user-style one is the common first phrasing)."""
+    with open(os.path.join(world, "llava_instruct_150k", "comparison_candidates.json"), encoding="utf-8") as handle:
+        pairs = json.load(handle)
+    out: Dict[str, Any] = {}
+    for user in (True, False):
+        chosen = [scores[p["id"]] for p in pairs if p["user"] == user]
+        if chosen:
+            out["user_style" if user else "common"] = {
+                "pairs": len(chosen),
+                "mean_ias_initial": round(sum(a for a, _ in chosen) / len(chosen), 3),
+                "mean_ias_rewritten": round(sum(b for _, b in chosen) / len(chosen), 3),
+                "rewrite_scored_lower": round(sum(b < a for a, b in chosen) / len(chosen), 4),
+            }
+    return out
+
+
 # ----------------------------------------------------------------------------------------------- evaluation
 
 
-def row_options(row: str, stage_a: str, stage_b: str) -> List[str]:
-    """The ``--options`` of one Table 2 row (:data:`~lavis_vislinginstruct.tasks.benchmarks.VARIANTS`)."""
-    cmaa, aio, _ = VARIANTS[row]
-    options = [f"model.cmaa.enabled={cmaa}", f"model.aio.mode={aio}", f"model.checkpoint={stage_a}"]
-    if cmaa:
-        options.append(f"model.finetuned={stage_b}")
+def row_options(row: str) -> List[str]:
+    """The ``--options`` of one row of :data:`ROWS` (on top of the model spec)."""
+    spec = ROWS[row]
+    options = [f"model.cmaa.enabled={spec.cmaa}", f"model.aio.mode={spec.aio}", f"model.aio.order={spec.order}",
+               "model.aio.guard=none", f"run.job_id={row}"]
+    if not spec.cmaa:
+        options.append('model.finetuned=""')  # vanilla: InstructBLIP, without the EMA projection
     return options
 
 
-def evaluate_rows(
-    world: str, out: str, benchmarks: Sequence[str], stage_a: str, stage_b: str
-) -> Dict[str, Dict[str, Dict[str, Any]]]:
-    """Evaluate every Table 2 row on every held-out set; returns ``{row: {benchmark: summary}}``."""
+def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """Evaluate every row of :data:`ROWS` on every held-out set; returns ``{row: {benchmark: summary}}``.
+
+    A rerun of the same demo resumes finished predictions when the weights are the same bytes (the run fingerprint
+    holds their digests); after a retrain that changed them, the row starts over.
+    """
     from lavis_vislinginstruct.evaluate import main as evaluate_main
+    from lavis_vislinginstruct.tasks.result_store import ResumeMismatchError
 
     results: Dict[str, Dict[str, Dict[str, Any]]] = {}
-    for row in VARIANTS:
+    for row in ROWS:
         results[row] = {}
         for bench in benchmarks:
             start = time.perf_counter()
-            options = [f"run.cache_root={world}", f"run.output_dir={os.path.join(out, 'eval', bench)}"]
-            options += row_options(row, stage_a, stage_b)
-            logs = evaluate_main(["--cfg-path", project_file(f"eval_{bench}.yaml"), "--options", *options])
+            argv = ["--cfg-path", project_file(f"eval_{bench}.yaml"), "--model-spec", spec, "--options",
+                    f"run.cache_root={world}", f"run.output_dir={os.path.join(out, 'eval', bench)}", *row_options(row)]
+            try:
+                logs = evaluate_main(argv)
+            except ResumeMismatchError as err:
+                logger.info("[eval] %s %s: earlier predictions are another model's (%s); starting over", row, bench,
+                            str(err).split("(")[1].split(")")[0] if "(" in str(err) else "changed")
+                logs = evaluate_main(argv + ["run.resume=False"])
             summary = next(iter(logs["metrics"].values()))
             summary["seconds"] = round(time.perf_counter() - start, 1)
             results[row][bench] = summary
-            logger.info(
-                "[eval] %-36s %-9s %s = %5.1f (%d samples, %.0f s)",
-                VARIANTS[row][2],
-                bench,
-                summary["metric"],
-                summary["value"],
-                summary["num_samples"],
-                summary["seconds"],
-            )
+            logger.info("[eval] %-38s %-9s %s = %5.1f (%d samples, %.0f s)", ROWS[row].label, bench,
+                        summary["metric"], summary["value"], summary["num_samples"], summary["seconds"])
     return results
 
 
-# --------------------------------------------------------------------------------------------------- report
+def _read(path: Optional[str]) -> List[Dict[str, Any]]:
+    if not path or not os.path.isfile(path):
+        return []
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
 
 
 def baselines(manifest: Dict[str, Any], benchmarks: Sequence[str]) -> Dict[str, Dict[str, float]]:
@@ -216,128 +337,130 @@ def baselines(manifest: Dict[str, Any], benchmarks: Sequence[str]) -> Dict[str, 
     }
 
 
-def table(results: Dict[str, Dict[str, Dict[str, Any]]], base: Dict[str, Dict[str, float]], benchmarks) -> str:
-    """Table 2's shape (rows: ablation variants, columns: held-out sets) with the chance and answer-prior rows."""
+# --------------------------------------------------------------------------------------------------- report
+
+
+def pick_traces(
+    rows: Dict[str, Dict[str, List[Dict[str, Any]]]], traces: Dict[str, Dict[str, List[Dict[str, Any]]]],
+    benchmarks: Sequence[str], per_set: int = 1,
+) -> List[Dict[str, Any]]:
+    """Figure-3-style traces of the AIO row: per set, the first samples whose instruction AIO changed (else the
+    first sample), with the answer given and whether it was right."""
+    from lavis_vislinginstruct.tasks.sample_scores import sample_score
+
+    picked = []
+    for bench in benchmarks:
+        by_id = {r["instance_id"]: r for r in rows["ema_aio"][bench]}
+        pool = traces.get("ema_aio", {}).get(bench, [])
+        changed = [t for t in pool if t["used"] != t["initial"]] or pool
+        for trace in changed[:per_set]:
+            record = by_id[trace["instance_id"]]
+            answer = record.get("prediction_text", record.get("prediction"))
+            picked.append({"benchmark": bench, "trace": trace, "answer": answer,
+                           "right": sample_score(bench, record) > 0.5})
+    return picked
+
+
+def markdown(summary: Dict[str, Any], figures: Dict[str, Any], traces: List[Dict[str, Any]]) -> str:
+    """``results.md``."""
+    benchmarks = summary["size"]["benchmarks"]
     cols = [b for b in ORDER if b in benchmarks]
-    head = "| Row | " + " | ".join(f"{BENCHMARKS[b].title} ({BENCHMARKS[b].metric})" for b in cols) + " |"
-    lines = [head, "|---" * (len(cols) + 1) + "|"]
-    for row, per_bench in results.items():
-        cells = [f"{per_bench[b]['value']:.1f}" if b in per_bench else "–" for b in cols]
-        lines.append(f"| {VARIANTS[row][2]} | " + " | ".join(cells) + " |")
-    baseline_rows = (("chance", "*chance (uniform guess)*"), ("answer_prior", "*answer prior (blind, best per type)*"))
-    for key, label in baseline_rows:
-        cells = [f"{base[b][key]:.1f}" if b in base else "–" for b in cols]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    base = summary["baselines"]
+    stages = summary["stages"]
+    parts = [
+        "## VisLingInstruct demo: Table 2 on the generated world (held-out scenes, user-style questions)",
+        analysis.table_markdown(figures, LABELS, cols, base),
+        f"Scores x100 with 95 % bootstrap intervals ({summary['size']['n_eval']} questions per set; "
+        "GQA exact match, TextVQA VQA accuracy, VSR true/false answers, ScienceQA lowest-loss option). Chance picks "
+        "uniformly among a question's possible answers; the answer prior always picks the answer most frequent for "
+        "its question type in the set (the best a model that ignores the image can do).",
+        "### Paired differences (same questions)\n\n" + analysis.differences_markdown(figures, cols),
+        "### AIO per set\n\n" + analysis.aio_markdown(figures, LABELS, cols)
+        + "\n\n*changed*: the instruction used is not the initial one; *content kept*: it asks what the initial one "
+        "asks (the world's content reader); *verbatim span lost*: the optimized instruction lacks the question, "
+        "options or OCR tokens word for word (what `aio.guard=content` checks; the demo runs `guard=none`, the "
+        "paper's choice); *guard fell back*: the guard replaced it.",
+        "### The IAS premise\n\n" + analysis.premise_markdown(figures, cols)
+        + "\n\nOn the questions whose rewrite differs from the initial instruction: the answer under the instruction "
+        "with the lower IAS (EMA row for the initial one, EMA + Rewriting row for the rewrite) against the answer "
+        "under the higher-IAS one; r is Pearson's correlation of IAS with correctness over both instructions.",
+        "### Traces (+ EMA + AIO)\n\n```\n"
+        + "\n".join(analysis.trace_text(t["trace"], t["answer"], t["right"], t["benchmark"]) for t in traces)
+        + "\n```",
+        "### Training\n\n"
+        + "\n".join(f"- {name}: {s['seconds']} s, mean loss per epoch {s['epoch_losses']}"
+                    for name, s in stages.items())
+        + f"\n- comparison pairs scored by stage A: {json.dumps(summary['comparison_scores'])}",
+        f"Timings (s): {json.dumps(summary['timings_s'])}; torch {summary['environment']['torch']}, "
+        f"{summary['environment']['threads']} thread(s).",
+    ]
+    return "\n\n".join(parts) + "\n"
 
 
-def margins(results, base) -> Dict[str, Dict[str, Dict[str, float]]]:
-    """Accuracy minus chance and minus answer prior, per row and set (paper scale points)."""
-    out: Dict[str, Dict[str, Dict[str, float]]] = {}
-    for row, per_bench in results.items():
-        out[row] = {
-            b: {
-                "over_chance": round(s["value"] - base[b]["chance"], 1),
-                "over_prior": round(s["value"] - base[b]["answer_prior"], 1),
-            }
-            for b, s in per_bench.items()
-            if b in base
-        }
-    return out
+README_BEGIN = "<!-- demo-results:begin (python -m lavis_vislinginstruct.demo --readme README.md) -->"
+README_END = "<!-- demo-results:end -->"
 
 
-def chart(results, base, benchmarks, path: str) -> str:
-    """Grouped bars of the four rows per set, chance (dotted) and answer prior (dashed) as short lines."""
-    import matplotlib
+def readme_block(summary: Dict[str, Any]) -> str:
+    """The demo's results as README shows them, rendered from ``results.json`` by the same table code."""
+    cols = [b for b in ORDER if b in summary["size"]["benchmarks"]]
+    figures = {key: summary[key] for key in ("table", "differences", "aio", "premise")}
+    env = summary["environment"]
+    return "\n\n".join([
+        f"Measured (seed {summary['seed']}, {summary['size']['n_eval']} held-out questions per set, "
+        f"{env['threads']} torch thread(s), torch {env['torch']}; scores x100 with 95 % bootstrap intervals):",
+        analysis.table_markdown(figures, LABELS, cols, summary["baselines"]),
+        analysis.differences_markdown(figures, cols),
+        analysis.aio_markdown(figures, LABELS, cols),
+        analysis.premise_markdown(figures, cols),
+    ])
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    cols = [b for b in ORDER if b in benchmarks]
-    rows = list(results)
-    width = 0.8 / len(rows)
-    colors = ["#9e9e9e", "#64b5f6", "#ffb74d", "#e53935"]
-    fig, ax = plt.subplots(figsize=(2.2 * len(cols) + 2, 4))
-    for j, row in enumerate(rows):
-        xs = [i + (j - (len(rows) - 1) / 2) * width for i in range(len(cols))]
-        values = [results[row].get(b, {}).get("value", 0.0) for b in cols]
-        ax.bar(xs, values, width, color=colors[j % len(colors)], label=VARIANTS[row][2])
-    with_base = [i for i, b in enumerate(cols) if b in base]
-    for i in with_base:
-        for key, style, label in (("chance", "dotted", "chance"), ("answer_prior", "dashed", "answer prior")):
-            label = label if i == with_base[0] else None
-            ax.hlines(base[cols[i]][key], i - 0.45, i + 0.45, colors="black", linestyles=style, label=label)
-    ax.set_xticks(range(len(cols)))
-    ax.set_xticklabels([BENCHMARKS[b].title for b in cols])
-    ax.set_ylabel("accuracy on held-out scenes (%)")
-    ax.set_ylim(0, 115)
-    ax.set_title("VisLingInstruct demo: Table 2 ablation on the generated world")
-    ax.legend(fontsize=7, ncol=3, loc="upper left")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+def update_readme(path: str, summary: Dict[str, Any]) -> str:
+    """Replace the block between :data:`README_BEGIN` and :data:`README_END` in ``path`` with :func:`readme_block`.
+
+    Raises:
+        ValueError: If the markers are missing.
+    """
+    with open(path, encoding="utf-8") as handle:
+        text = handle.read()
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{path} has no demo results block ({README_BEGIN} ... {README_END})")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    with open(path, "w", encoding="utf-8") as handle:
+        handle.write(head + README_BEGIN + "\n" + readme_block(summary) + "\n" + README_END + tail)
     return path
 
 
-def read_traces(results, row: str) -> Dict[str, List[Dict[str, Any]]]:
-    """The AIO traces of one row per set (the ``<split>_aio_traces.json`` files evaluate.py writes)."""
-    traces = {}
-    for bench, summary in results.get(row, {}).items():
-        path = summary.get("files", {}).get("aio_traces")
-        if path and os.path.isfile(path):
-            with open(path, encoding="utf-8") as handle:
-                traces[bench] = [{"benchmark": bench, **t} for t in json.load(handle)]
-    return traces
-
-
-def aio_usage(results) -> Dict[str, Dict[str, Dict[str, Any]]]:
-    """Per AIO row and set: how many samples were answered with a new instruction, and why the others were not."""
-    usage: Dict[str, Dict[str, Dict[str, Any]]] = {}
-    for row in ("ema_rewrite", "ema_aio"):
-        for bench, traces in read_traces(results, row).items():
-            reasons: Dict[str, int] = {}
-            for t in traces:
-                if t["used"] == t["initial"]:
-                    reason = (t.get("reason") or "kept").split(":")[0]
-                    reasons[reason] = reasons.get(reason, 0) + 1
-            changed = sum(t["used"] != t["initial"] for t in traces)
-            usage.setdefault(row, {})[bench] = {"samples": len(traces), "changed": changed, "kept_because": reasons}
-    return usage
-
-
-def aio_traces(results, n: int = 3) -> List[Dict[str, Any]]:
-    """``n`` traces of the full-AIO row: those whose instruction AIO changed first, then GQA's (short), in order."""
-    pool = [t for traces in read_traces(results, "ema_aio").values() for t in traces]
-    return sorted(pool, key=lambda t: (t["used"] == t["initial"], t["benchmark"] != "gqa"))[:n]
-
-
-def format_trace(trace: Dict[str, Any]) -> str:
-    """One AIO trace as indented text."""
-
-    def ias(key: str) -> str:
-        value = trace.get(key)
-        return "-" if value is None else f"{value:.2f}"
-
-    lines = [
-        f"{trace['benchmark']} {trace['instance_id']}",
-        f"  initial   (IAS {ias('ias_initial')}): {trace['initial']}",
-        f"  rewritten (IAS {ias('ias_rewritten')}): {trace['rewritten']}",
-        f"  generated (IAS {ias('ias_generated')}): {trace['generated']}",
-        f"  used: {trace['used']}" + (f"  [{trace['reason']}]" if trace.get("reason") else ""),
-    ]
-    return "\n".join(lines)
-
-
-def usage_line(usage) -> str:
-    """``aio_usage`` in one line: ``+ EMA + Rewriting: gqa 24/200, ...; + EMA + AIO ...: ...``."""
-    parts = []
-    for row, per_bench in usage.items():
-        cells = ", ".join(f"{b} {u['changed']}/{u['samples']}" for b, u in per_bench.items())
-        parts.append(f"{VARIANTS[row][2]}: {cells}")
-    return "; ".join(parts) or "none"
-
-
 # ------------------------------------------------------------------------------------------------ main flow
+
+
+def merge_checkpoints(path: str, stage_a: str, stage_a2: str) -> str:
+    """The InstructBLIP stand-in as one file: stage A's weights with stage A2's (the LLM and the projection; the
+    runner's checkpoints hold only what trained) on top. Written at a stable path, ``weights/instructblip.pth``."""
+    state = torch.load(stage_a, map_location="cpu", weights_only=True)["model"]
+    update = torch.load(stage_a2, map_location="cpu", weights_only=True)["model"]
+    unknown = sorted(set(update) - set(state))
+    if unknown:
+        raise KeyError(f"{stage_a2} holds weights stage A has not: {unknown[:5]}")
+    state.update(update)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    torch.save({"model": state}, path)
+    return path
+
+
+def write_spec(out: str, base: str, projection: str) -> str:
+    """``<out>/model.yaml``: the trained demo model (VisLingInstruct with AIO full, guard none)."""
+    from lavis_vislinginstruct.models.spec import write_model_spec
+
+    model = {"arch": ARCH, "model_type": MODEL_TYPE, "checkpoint": base, "finetuned": projection,
+             "cmaa": {"enabled": True}, "aio": {"mode": "full", "guard": "none"}}
+    comment = ("The demo's trained VisLingInstruct (python -m lavis_vislinginstruct.demo): stage A + A2 weights\n"
+               "(InstructBLIP stand-in) and the EMA projection of stage B. Use it with --model-spec, e.g.\n"
+               "python -m lavis_vislinginstruct.optimize --model-spec demo_output/model.yaml --image IMAGE "
+               "--instruction TEXT --answer")
+    return write_model_spec(os.path.join(out, "model.yaml"), model, comment)
 
 
 def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
@@ -347,80 +470,92 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
     timings: Dict[str, float] = {}
     start = time.perf_counter()
 
-    logger.info(
-        "[1/5] world: %d training conversations, %d held-out records per set -> %s", size.n_train, size.n_eval, world
-    )
-    manifest = generate_world(
-        world, seed=seed, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE, mix="visual"
-    )
+    _step(1, "world: %d training conversations, %d comparison pairs, %d held-out questions per set -> %s",
+          size.n_train, size.n_compare, size.n_eval, world)
+    manifest = generate_world(world, seed=seed, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE,
+                              mix="demo", n_compare=size.n_compare, text_mix="demo_text", n_text=size.n_text)
     timings["world"] = round(time.perf_counter() - start, 1)
 
-    logger.info("[2/5] stage A: InstructBLIP-style model from scratch, everything trainable, CMAA off")
+    _step(2, "stage A: InstructBLIP-style model from scratch, everything trainable, CMAA off")
     init = write_initialization(os.path.join(out, "stage_a", "init.pth"), seed)
-    stage_a = train_stage(
-        "stage_a.yaml", world, os.path.join(out, "stage_a"), size.stage_a_epochs, size.batch_size, init, size.stage_a_lr
-    )
+    stage_a = train_stage("stage_a.yaml", world, os.path.join(out, "stage_a"), size.stage_a_epochs, size.batch_size,
+                          init, size.stage_a_lr)
     timings["stage_a"] = stage_a["seconds"]
-    logger.info("[2/5] stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"], stage_a["epoch_losses"])
+    _step(2, "stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"], stage_a["epoch_losses"])
 
-    logger.info("[3/5] stage B: EMA fine-tuning, CMAA on, only the projection trains")
-    stage_b = train_stage(
-        "stage_b.yaml", world, os.path.join(out, "stage_b"), size.stage_b_epochs, size.batch_size, stage_a["checkpoint"]
-    )
-    timings["stage_b"] = stage_b["seconds"]
-    logger.info("[3/5] stage B done in %.0f s; mean loss per epoch %s", stage_b["seconds"], stage_b["epoch_losses"])
-
-    logger.info("[4/5] evaluation: %d rows x %s", len(VARIANTS), ", ".join(size.benchmarks))
+    _step(3, "stage A's own IAS of %d comparison pairs -> comparison prompts", size.n_compare)
     t0 = time.perf_counter()
-    results = evaluate_rows(world, out, size.benchmarks, stage_a["checkpoint"], stage_b["checkpoint"])
+    scores = score_comparison_pairs(world, stage_a["checkpoint"])
+    from lavis_vislinginstruct.aio.config import AIOCfg
+
+    written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
+                                        seed=seed)
+    score_summary = comparison_score_summary(world, scores)
+    timings["scores"] = round(time.perf_counter() - t0, 1)
+    _step(3, "scored in %.0f s: %s", timings["scores"], score_summary)
+
+    _step(4, "stage A2: %d comparison prompts, %d rewrites and questions, %d replayed", written["comparison"],
+          written["phase2"], written["replay"])
+    storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
+    stage_a2 = train_stage("stage_a2.yaml", world, os.path.join(out, "stage_a2"), size.stage_a2_epochs,
+                           size.stage_a2_batch_size, stage_a["checkpoint"], size.stage_a2_lr, [storage])
+    timings["stage_a2"] = stage_a2["seconds"]
+    base = merge_checkpoints(os.path.join(out, "weights", "instructblip.pth"), stage_a["checkpoint"],
+                             stage_a2["checkpoint"])
+    _step(4, "stage A2 done in %.0f s; mean loss per epoch %s", stage_a2["seconds"], stage_a2["epoch_losses"])
+
+    _step(5, "stage B: EMA fine-tuning, CMAA on, only the projection trains")
+    stage_b = train_stage("stage_b.yaml", world, os.path.join(out, "stage_b"), size.stage_b_epochs, size.batch_size,
+                          base)
+    timings["stage_b"] = stage_b["seconds"]
+    _step(5, "stage B done in %.0f s; mean loss per epoch %s", stage_b["seconds"], stage_b["epoch_losses"])
+
+    projection = os.path.join(out, "weights", "ema_projection.pth")
+    shutil.copyfile(stage_b["checkpoint"], projection)
+    spec = write_spec(out, base, projection)
+    _step(6, "model spec %s (weights under %s)", spec, os.path.dirname(base))
+
+    _step(7, "evaluation: %d rows x %s", len(ROWS), ", ".join(size.benchmarks))
+    t0 = time.perf_counter()
+    results = evaluate_rows(world, out, spec, size.benchmarks)
     timings["evaluation"] = round(time.perf_counter() - t0, 1)
 
-    logger.info("[5/5] report")
-    base = baselines(manifest, size.benchmarks)
-    markdown = table(results, base, size.benchmarks)
-    png = chart(results, base, size.benchmarks, os.path.join(out, "ablation.png"))
-    traces = aio_traces(results)
-    usage = aio_usage(results)
+    _step(8, "report: intervals, paired differences, AIO figures")
+    cols = [b for b in ORDER if b in size.benchmarks]
+    rows = {row: {b: _read(s["files"]["predictions"]) for b, s in per.items()} for row, per in results.items()}
+    traces = {row: {b: _read(s["files"].get("aio_traces")) for b, s in per.items()}
+              for row, per in results.items() if ROWS[row].aio != "off"}
+    reported = {row: {b: s["value"] for b, s in per.items()} for row, per in results.items()}
+    figures = analysis.analyse(rows, traces, cols, reported)
+    base_levels = baselines(manifest, cols)
+    png = analysis.chart(os.path.join(out, "ablation.png"), figures, LABELS, cols, base_levels)
+    picked = pick_traces(rows, traces, cols)
     timings["total"] = round(time.perf_counter() - start, 1)
     summary = {
         "size": asdict(size),
         "seed": seed,
+        "rows": {name: asdict(row) for name, row in ROWS.items()},
         "table": {row: {b: s["value"] for b, s in per.items()} for row, per in results.items()},
-        "baselines": base,
-        "margins": margins(results, base),
-        "stage_a": stage_a,
-        "stage_b": stage_b,
-        "aio_traces": traces,
-        "aio_usage": usage,
+        **figures,
+        "baselines": base_levels,
+        "stages": {"stage_a": stage_a, "stage_a2": stage_a2, "stage_b": stage_b},
+        "comparison_scores": score_summary,
+        "world": {"train": manifest["train"]["llava_instruct_150k"]["shares"], "n_eval": size.n_eval},
+        "traces": picked,
         "timings_s": timings,
-        "files": {"markdown": os.path.join(out, "results.md"), "chart": png, "world": world},
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "machine": platform.machine(), "python": platform.python_version()},
+        "files": {"markdown": os.path.join(out, "results.md"), "chart": png, "world": world, "model_spec": spec},
     }
-    text = "\n\n".join(
-        [
-            "## VisLingInstruct demo: Table 2 ablation on the generated world (held-out scenes)",
-            markdown,
-            "Scores x100: accuracy (GQA exact match, TextVQA VQA accuracy, VSR/ScienceQA ranking). Chance picks "
-            "uniformly among a question's possible answers; the answer prior always picks the answer most frequent "
-            "for its question type in the set (the best a model that ignores the image can do).",
-            f"Training loss per epoch: stage A {stage_a['epoch_losses']}, stage B {stage_b['epoch_losses']}.",
-            "Samples answered with an instruction AIO changed: " + usage_line(usage) + ".",
-            "AIO traces (+ EMA + AIO row):\n\n```\n" + "\n".join(format_trace(t) for t in traces) + "\n```",
-        ]
-    )
+    text = markdown(summary, figures, picked)
     with open(summary["files"]["markdown"], "w", encoding="utf-8") as handle:
-        handle.write(text + "\n")
+        handle.write(text)
     with open(os.path.join(out, "results.json"), "w", encoding="utf-8") as handle:
         json.dump(summary, handle, indent=1)
-    logger.info("\n%s\n", text)
+    logger.info("\n%s", text)
     logger.info("timings (s): %s", timings)
-    logger.info(
-        "results: %s, %s, %s; checkpoints under %s/stage_{a,b}; predictions and AIO traces under %s/eval",
-        summary["files"]["markdown"],
-        png,
-        os.path.join(out, "results.json"),
-        out,
-        out,
-    )
+    logger.info("results: %s, %s, %s; the trained model: %s", summary["files"]["markdown"], png,
+                os.path.join(out, "results.json"), spec)
     return summary
 
 
@@ -430,7 +565,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
     parser.add_argument("--fast", action="store_true", help="the same pipeline smaller (for the test suite)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of the initialization")
-    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    parser.add_argument("--readme", default=None,
+                        help="only rewrite this README's demo results block from <out>/results.json, then exit")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch CPU threads (default %(default)s; the table is reproducible for a fixed count)")
     return parser.parse_args(argv)
 
 
@@ -438,8 +576,16 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Run the demo from the command line; returns the summary."""
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    if args.readme:
+        with open(os.path.join(args.out, "results.json"), encoding="utf-8") as handle:
+            summary = json.load(handle)
+        update_readme(args.readme, summary)
+        logger.info("updated %s from %s", args.readme, os.path.join(args.out, "results.json"))
+        return summary
+    if args.threads < 1:
+        raise SystemExit("error: --threads must be >= 1")
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
     logger.info("VisLingInstruct demo (%s), %d torch threads", "fast" if args.fast else "full", torch.get_num_threads())
     return run(args.out, SIZES["fast" if args.fast else "full"], args.seed)
 

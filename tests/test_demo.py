@@ -1,72 +1,102 @@
-"""The demo end to end, smaller (``python -m lavis_vislinginstruct.demo --fast``): world → stage A → stage B →
-the four Table 2 rows through ``evaluate.py`` → table, chart and AIO traces.
+"""The demo end to end, smaller (``python -m lavis_vislinginstruct.demo --fast``): world -> stage A -> the model's own
+IAS of the comparison pairs -> stage A2 -> stage B -> model spec -> five rows through ``evaluate.py`` -> figures.
 
-The fast run trains for about a minute on one thread: enough to learn the answer formats and to read the OCR
-token that TextVQA-style questions carry (held-out TextVQA accuracy near 100 against a chance level of 16.7), not
-enough to see the shapes; the full demo (``make demo``) is where the image is learned (GQA-like accuracy above
-the blind answer prior).
+What the fast run must show is the plumbing *and* the method at work (issue 11's acceptance): AIO changes the
+instruction of a real share of the held-out questions and keeps their content in most of them, VSR-like statements
+are learned above chance, and every figure carries its interval. Not asserted: that AIO or EMA wins.
 """
 
 import json
 import os
+import random
 
 import pytest
 import torch
 from lavis.common.registry import registry
 
 from lavis_vislinginstruct import demo
-from lavis_vislinginstruct.tasks.benchmarks import VARIANTS
+from lavis_vislinginstruct.models.loading import load_with_options
 from lavis_vislinginstruct.world import instructions as ins
 from lavis_vislinginstruct.world import scenes
 
-MARGIN = 30.0  # points (x100 scale) above chance that the fast run must reach on some held-out set
+VSR_CHANCE = 50.0
 
 
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
     """One fast demo run on one thread (tiny models on a shared 2-core machine are much faster that way)."""
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     try:
         out = tmp_path_factory.mktemp("demo")
-        summary = demo.main(["--out", str(out), "--fast"])
+        summary = demo.main(["--out", str(out), "--fast", "--threads", "1"])
     finally:
         torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(False)
         for name in ("output_dir", "result_dir"):
             registry.mapping["paths"].pop(name, None)
     return out, summary
 
 
-def test_fast_demo_beats_chance_on_a_held_out_set(fast_run):
-    _, summary = fast_run
-    best = max(
-        (m["over_chance"], bench) for row in summary["margins"].values() for bench, m in row.items()
-    )
-    assert best[0] >= MARGIN, summary["table"]
-
-
-def test_fast_demo_stage_b_loss_falls(fast_run):
-    _, summary = fast_run
-    losses = summary["stage_b"]["epoch_losses"]
-    assert len(losses) == demo.SIZES["fast"].stage_b_epochs and losses[-1] < losses[0], losses
-    assert summary["stage_a"]["epoch_losses"][-1] < summary["stage_a"]["epoch_losses"][0]
-
-
-def test_fast_demo_writes_table_chart_and_traces(fast_run):
+def test_fast_demo_results_carry_every_figure(fast_run):
     out, summary = fast_run
+    stored = json.loads((out / "results.json").read_text())
     size = demo.SIZES["fast"]
-    assert set(summary["table"]) == set(VARIANTS)
-    assert all(set(row) == set(size.benchmarks) for row in summary["table"].values())
+    for key in ("table", "differences", "aio", "premise", "traces", "baselines", "stages", "comparison_scores"):
+        assert stored[key], key
+    assert set(stored["table"]) == set(demo.ROWS)
+    for row, cells in stored["table"].items():  # every cell with its interval, on all the held-out questions
+        assert set(cells) == set(size.benchmarks)
+        for cell in cells.values():
+            assert cell["low"] <= cell["estimate"] <= cell["high"] and cell["n"] == size.n_eval
+    for name in ("EMA - vanilla", "AIO - EMA", "AIO shuffled - AIO"):
+        for diff in stored["differences"][name].values():
+            assert diff["low"] <= diff["estimate"] <= diff["high"]
+    for bench, premise in stored["premise"].items():
+        if bench != "all" and premise["pairs"]:
+            assert premise["rewrite_mismatches"] == 0  # the rewrite row answered the rewrite the AIO row scored
+            assert premise["correct_lower_ias"]["n"] == premise["pairs"]
     text = (out / "results.md").read_text()
-    assert all(VARIANTS[row][2] in text for row in VARIANTS) and "answer prior" in text and "chance" in text
+    for label in demo.LABELS.values():
+        assert label in text
+    assert "[" in text and "IAS premise" in text and "answer:" in text
     with open(out / "ablation.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert len(summary["aio_traces"]) == 3
-    assert all({"initial", "rewritten", "used"} <= set(t) for t in summary["aio_traces"])
-    assert json.loads((out / "results.json").read_text())["table"] == summary["table"]
-    # stage B trained only the projection: its checkpoint holds nothing else
-    ckpt = torch.load(summary["stage_b"]["checkpoint"], map_location="cpu", weights_only=True)
-    assert set(ckpt["model"]) == {"llm_proj.weight", "llm_proj.bias"}
+
+
+def test_fast_demo_aio_rewrites_a_real_share_and_keeps_the_content(fast_run):
+    _, summary = fast_run
+    figures = summary["aio"]["ema_aio"]
+    samples = sum(f["samples"] for f in figures.values())
+    changed = sum(f["counts"]["changed"] for f in figures.values())
+    kept = sum(f["counts"]["content_kept_when_changed"] for f in figures.values())
+    assert changed >= samples / 3, figures
+    assert kept > changed / 2, figures
+
+
+def test_fast_demo_learns_vsr_statements_above_chance(fast_run):
+    _, summary = fast_run
+    best = max(cells["vsr"]["estimate"] for cells in summary["table"].values())
+    assert best > VSR_CHANCE, summary["table"]
+
+
+def test_fast_demo_model_spec_names_the_trained_model(fast_run):
+    out, summary = fast_run
+    spec = summary["files"]["model_spec"]
+    assert spec == str(out / "model.yaml") and "weights/instructblip.pth" in (out / "model.yaml").read_text()
+    model, vis, _ = load_with_options(spec=spec)
+    assert model.cfg.cmaa.enabled and model.cfg.aio.mode == "full" and model.cfg.aio.guard == "none"
+    trained = torch.load(out / "weights" / "ema_projection.pth", map_location="cpu", weights_only=True)["model"]
+    assert set(trained) == {"llm_proj.weight", "llm_proj.bias"}  # stage B trained only the projection
+    assert torch.equal(model.llm_proj.weight, trained["llm_proj.weight"])
+
+
+def test_fast_demo_evaluation_resumes_on_a_rerun(fast_run):
+    out, summary = fast_run
+    world = summary["files"]["world"]
+    again = demo.evaluate_rows(world, str(out), summary["files"]["model_spec"], ["gqa"])
+    for row, per_bench in again.items():
+        assert per_bench["gqa"]["rank0"]["new_samples"] == 0, row  # every prediction reused
+        assert per_bench["gqa"]["value"] == summary["table"][row]["gqa"]["estimate"]
 
 
 def test_initialization_scales_only_the_qformer_cross_attention(tmp_path):
@@ -80,12 +110,18 @@ def test_initialization_scales_only_the_qformer_cross_attention(tmp_path):
     assert state["Qformer.bert.encoder.layer.0.attention.self.value.weight"].std().item() < 0.03  # BERT's 0.02
 
 
-def test_visual_mix_is_mostly_short_benchmark_questions(tmp_path):
-    import random
-
+def test_demo_mix_is_mostly_common_phrasings(tmp_path):
     rng = random.Random(0)
-    kinds = [ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "visual").kind for _ in range(400)]
-    assert kinds.count("chat") == 0 and 0 < kinds.count("rewrite") < 40
+    kinds = [ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "demo").kind for _ in range(1000)]
+    user = kinds.count("user_benchmark") + kinds.count("user_rewrite")
+    assert kinds.count("benchmark") > 700 and 0 < user < 200 and kinds.count("chat") == 0
     with pytest.raises(ValueError, match="unknown training mix"):
         ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "nope")
-    assert os.path.isfile(demo.project_file("stage_a.yaml"))
+    assert os.path.isfile(demo.project_file("stage_a2.yaml"))
+
+
+def test_row_options_switch_the_ablation():
+    assert "model.aio.order=shuffled" in demo.row_options("ema_aio_shuffled")
+    vanilla = demo.row_options("vanilla")
+    assert "model.cmaa.enabled=False" in vanilla and 'model.finetuned=""' in vanilla
+    assert all("model.aio.guard=none" in demo.row_options(row) for row in demo.ROWS)

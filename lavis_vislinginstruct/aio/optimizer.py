@@ -26,6 +26,7 @@ is better, and the cue asks it to continue the trend with a new instruction. The
 decimals: enough to order them, short enough not to dominate the prompt.
 """
 import logging
+import random
 from typing import Any, Dict, List, Sequence
 
 import torch
@@ -88,7 +89,7 @@ def optimize_batch(
             tr["notes"].append("empty rewrite: the initial instruction stands in for it")
     if mode == "rewrite":
         for tr in traces:
-            _settle(tr, tr["rewritten"], fallback=[(tr["initial"], 0.0)])
+            _settle(tr, tr["rewritten"], fallback=[(tr["initial"], 0.0)], guard=model.cfg.aio.guard)
         return traces
 
     # stage 2a: IAS of initial and rewritten instructions, all samples in one pass
@@ -97,11 +98,14 @@ def optimize_batch(
     texts = [tr["initial"] for tr in traces] + [tr["rewritten"] for tr in traces]
     ias = instruction_alignment_score(model, image_embeds.index_select(0, rows), texts).tolist()
     model.aio_counters["ias_calls"] += 1
+    cfg = model.cfg.aio
     for i, tr in enumerate(traces):
         tr["ias_initial"], tr["ias_rewritten"] = ias[i], ias[n + i]
+        pairs = [(tr["initial"], ias[i]), (tr["rewritten"], ias[n + i])]
+        if cfg.order == "shuffled":  # the ablation: same prompt, the two lines in a random order
+            random.Random(f"{cfg.seed}/{tr['initial']}").shuffle(pairs)
         tr["comparison_prompt"] = comparison_prompt(
-            [(tr["initial"], ias[i]), (tr["rewritten"], ias[n + i])], model.cfg.aio.compare_template,
-            model.cfg.aio.compare_cue,
+            pairs, cfg.compare_template, cfg.compare_cue, ordered=cfg.order == "ias"
         )
     # stage 2b: the model, seeing the image, writes the optimized instruction
     best = [min((tr["initial"], tr["ias_initial"]), (tr["rewritten"], tr["ias_rewritten"]), key=lambda p: p[1])[0]
@@ -127,11 +131,11 @@ def optimize_batch(
         if select == "best_ias" and tr.get("ias_generated") is not None:
             fallback.append((tr["generated"], tr["ias_generated"]))
             choice_text = min(fallback, key=lambda p: p[1])[0]
-            _settle(tr, choice_text, fallback)
+            _settle(tr, choice_text, fallback, guard=cfg.guard)
             if tr["used"] != tr["generated"] and not tr["reason"]:
                 tr["reason"] = "best_ias: a lower-IAS instruction was kept"
         else:
-            _settle(tr, tr["generated"], fallback)
+            _settle(tr, tr["generated"], fallback, guard=cfg.guard)
     return traces
 
 
@@ -147,13 +151,17 @@ def new_trace(model, instruction: str, spans: Sequence[str], mode: str) -> Dict[
     }
 
 
-def _settle(trace: Dict[str, Any], proposed: str, fallback: List[tuple]) -> None:
-    """Use ``proposed`` unless it is empty or lost task content; then the best-IAS instruction that keeps it."""
+def _settle(trace: Dict[str, Any], proposed: str, fallback: List[tuple], guard: str = "content") -> None:
+    """Use ``proposed`` unless it is empty, or (``guard="content"``) lost task content; then the best-IAS
+    instruction that keeps it. The lost spans are recorded either way."""
     spans = trace["keep_spans"]
     lost = missing_spans(proposed, spans) if proposed else []
-    if proposed and not lost:
+    trace["lost_spans"] = lost
+    trace["guard_fired"] = False
+    if proposed and (not lost or guard == "none"):
         trace["used"] = proposed
         return
+    trace["guard_fired"] = bool(proposed)
     keeping = [p for p in fallback if not missing_spans(p[0], spans)] or [(trace["initial"], 0.0)]
     trace["used"] = min(keeping, key=lambda p: p[1])[0]
     trace["reason"] = "empty output" if not proposed else "lost task content: " + "; ".join(repr(s) for s in lost)
