@@ -130,7 +130,7 @@ class DecoderOnlyAdapter(LLMAdapter):
         outputs[outputs == 0] = 2
         return [t.strip() for t in tok.batch_decode(outputs, skip_special_tokens=True)]
 
-    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
+    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128, return_greedy=False):
         """Candidate NLLs with one prefill of ``[visual][</s> prompt]`` per sample, shared through the KV cache.
 
         Each sample's candidates are packed side by side into one row after its cached prefix; a 4-D attention
@@ -138,6 +138,10 @@ class DecoderOnlyAdapter(LLMAdapter):
         position ids restart at the prefix length for each candidate. So no prefix is recomputed or copied per
         candidate. ``chunk_size`` bounds the candidates packed per sample and pass (the cache is cropped back to
         the prefix between passes).
+
+        Returns:
+            Per sample, the NLL of each candidate; with ``return_greedy``, also per candidate whether every one
+            of its tokens is the argmax after the tokens before it (greedy decoding would produce it).
         """
         tok = self.tokenizer
         tok.padding_side = "left"
@@ -154,9 +158,11 @@ class DecoderOnlyAdapter(LLMAdapter):
                 return_dict=True,
             )
         first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): each candidate's first token
+        first_best = first_logp.argmax(-1).tolist()  # (B,)
         cache, prefix_width = out.past_key_values, attention_mask.size(1)
         cand_ids = [[tok(c).input_ids[1:] for c in cands] for cands in candidates]  # LAVIS drops the bos
         scores: List[List[float]] = [[] for _ in candidates]
+        greedy: List[List[bool]] = [[] for _ in candidates]
         longest = max(len(c) for c in candidates)
         for start in range(0, longest, chunk_size):
             chunk = [ids[start : start + chunk_size] for ids in cand_ids]
@@ -172,12 +178,14 @@ class DecoderOnlyAdapter(LLMAdapter):
                 ).logits  # (B, M, V)
             _crop(cache, prefix_width)
             logp = torch.log_softmax(logits.float(), dim=-1)
+            best = logp.argmax(-1)  # (B, M): the greedy next token at every packed position
             for i, spans in enumerate(packed["spans"]):
                 for (a, b), ids in zip(spans, chunk[i]):
                     target = torch.tensor(ids, device=logp.device)
                     nll = torch.cat([-first_logp[i, target[:1]], -logp[i, torch.arange(a, b - 1), target[1:]]])
                     scores[i].append((nll.sum() if reduction == "sum" else nll.mean()).item())
-        return scores
+                    greedy[i].append(first_best[i] == ids[0] and bool((best[i, a : b - 1] == target[1:]).all()))
+        return (scores, greedy) if return_greedy else scores
 
     @property
     def llm_dtype(self) -> torch.dtype:
@@ -286,8 +294,11 @@ class EncoderDecoderAdapter(LLMAdapter):
             outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
         return self.tokenizer.batch_decode(outputs, skip_special_tokens=True)
 
-    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
-        """Candidate NLLs (candidates end with eos, as LAVIS) decoding against one encoder pass per sample."""
+    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128, return_greedy=False):
+        """Candidate NLLs (candidates end with eos, as LAVIS) decoding against one encoder pass per sample.
+
+        With ``return_greedy``, also per candidate whether greedy decoding would produce it (eos included).
+        """
         with self.autocast():
             embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
             encoded = self.lm.encoder(inputs_embeds=embeds, attention_mask=mask, return_dict=True).last_hidden_state
@@ -296,6 +307,7 @@ class EncoderDecoderAdapter(LLMAdapter):
             candidates, lambda c: self.output_tokenizer(c, add_special_tokens=False).input_ids + [eos]
         )
         scores = torch.empty(len(rows))
+        greedy = torch.empty(len(rows), dtype=torch.bool)
         for start in range(0, len(rows), chunk_size):
             sel = torch.tensor(rows[start : start + chunk_size], device=self.device)
             ids, dec_mask = _pad(cand_ids[start : start + chunk_size], self.tokenizer.pad_token_id, self.device)
@@ -309,6 +321,10 @@ class EncoderDecoderAdapter(LLMAdapter):
                     return_dict=True,
                 ).logits
             scores[start : start + len(sel)] = _reduce(token_nll(logits, labels), labels, reduction).cpu()
+            hits = (logits.argmax(-1) == labels) | (labels == IGNORE_INDEX)  # (N, T)
+            greedy[start : start + len(sel)] = hits.all(-1).cpu()
+        if return_greedy:
+            return _unflatten(scores, candidates), _unflatten(greedy, candidates)
         return _unflatten(scores, candidates)
 
 

@@ -245,6 +245,7 @@ class VisLingInstruct(BaseModel):
         score: str = "mean",
         aio: Optional[str] = None,
         chunk_size: int = 128,
+        return_greedy: bool = False,
     ) -> Dict[str, List[List[Any]]]:
         """Rank candidate answers by LM loss (lowest first).
 
@@ -256,9 +257,12 @@ class VisLingInstruct(BaseModel):
             score: ``mean`` NLL per candidate token (default) or ``sum`` (LAVIS's behaviour, favours short answers).
             aio: instruction optimization mode (``off``/``rewrite``/``full``); defaults to the config's.
             chunk_size: candidate rows scored per LLM call.
+            return_greedy: also say, per candidate, whether greedy decoding would produce it (lmms-eval's
+                ``is_greedy``).
 
         Returns:
-            ``{"rankings": [[best_idx, ...], ...], "scores": [[nll per candidate], ...]}``.
+            ``{"rankings": [[best_idx, ...], ...], "scores": [[nll per candidate], ...]}``, plus
+            ``"greedy": [[bool per candidate], ...]`` with ``return_greedy``.
         """
         choice(score, {"mean", "sum"}, "score")
         cands = samples.get("candidates") if candidates is None else candidates
@@ -269,9 +273,16 @@ class VisLingInstruct(BaseModel):
         image_embeds = self.encode_image(samples["image"])
         instructions = self.instructions_for(samples, image_embeds, aio)
         prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
-        scores = self.adapter.rank(prefix, prefix_mask, instructions, cands, reduction=score, chunk_size=chunk_size)
+        ranked = self.adapter.rank(
+            prefix, prefix_mask, instructions, cands, reduction=score, chunk_size=chunk_size,
+            return_greedy=return_greedy,
+        )
+        scores, greedy = ranked if return_greedy else (ranked, None)
         rankings = [sorted(range(len(s)), key=lambda j, s=s: (s[j], j)) for s in scores]
-        return {"rankings": rankings, "scores": scores}
+        out = {"rankings": rankings, "scores": scores}
+        if return_greedy:
+            out["greedy"] = greedy
+        return out
 
     # ------------------------------------------------------------------------------------------- helpers
 
