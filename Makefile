@@ -4,6 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 STAMP := $(VENV)/.vli-installed
+LMMS_STAMP := $(VENV)/.vli-lmms-installed
 REF := .cache/reference/lavis_main
 
 .PHONY: setup test demo bench clean
@@ -20,6 +21,12 @@ $(STAMP): setup.cfg constraints.txt
 	$(PY) -c "import lavis_vislinginstruct, lavis.models; print('lavis-vislinginstruct ready')"
 	touch $@
 
+# The `lmms` extra (lmms-eval), which the lmms-eval adapter's tests need: `make test` installs it, `make setup` not.
+$(LMMS_STAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e ".[test,lmms]"
+	$(PY) -c "import lmms_eval.models as m; assert 'vislinginstruct' in m.list_available_models()"
+	touch $@
+
 # LAVIS main's InstructBLIP source (as shipped in the ammico-lavis wheel), used only by the equivalence tests.
 $(REF)/.done:
 	mkdir -p .cache/reference
@@ -31,8 +38,8 @@ $(REF)/.done:
 	rm -rf .cache/reference/wheel
 	touch $@
 
-test: setup
-	$(PY) -m flake8 lavis_vislinginstruct tests bench tools train.py evaluate.py
+test: setup $(LMMS_STAMP)
+	$(PY) -m flake8 lavis_vislinginstruct lavis_vislinginstruct_lmms.py tests bench tools train.py evaluate.py
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 demo: setup

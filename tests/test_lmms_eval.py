@@ -423,6 +423,15 @@ def test_trace_folder_follows_the_command_line(tmp_path):
 # ------------------------------------------------------------------------------- command line + AIO
 
 
+def test_entry_point_is_light_and_names_the_adapter():
+    code = ("import sys, lmms_eval.models as m; assert 'vislinginstruct' in m.list_available_models(); "
+            "assert 'lavis' not in sys.modules, 'registering the model imported LAVIS'; "
+            "print(m.get_model('vislinginstruct').__module__)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-1] == adapter.__name__
+
+
 def test_command_line_with_aio_writes_traces_beside_logged_samples(tmp_path):
     dataset = build_split("gqa", prepare("gqa", tmp_path, "vicuna7b"))
     docs = write_docs(dataset, tmp_path / "docs.json", ["answer"])

@@ -1,8 +1,9 @@
 """VisLingInstruct (Zhu et al., NAACL 2024) as an lmms-eval model: ``lmms-eval --model vislinginstruct``.
 
 lmms-eval (PyPI ``lmms-eval`` 0.7.x) finds :class:`VisLingInstructLmms` through the entry-point group
-``lmms_eval.models`` of this package (``setup.cfg``; ``pip install -e ".[lmms]"``); nothing of lmms-eval is copied
-or patched. The class answers lmms-eval's request types with the model's own inference code:
+``lmms_eval.models`` of this distribution (``setup.cfg``, ``lavis_vislinginstruct_lmms.py``; ``pip install -e
+".[lmms]"``); nothing of lmms-eval is copied or patched. The class answers lmms-eval's request types with the
+model's own inference code:
 
 * ``generate_until``: ``model.generate`` on batches of (image, prompt). Requests are grouped by their
   ``generation_kwargs`` (lmms-eval's ``Collator``) and each group is batched, longest prompt first. The task's
@@ -60,24 +61,11 @@ from ..tasks.benchmarks import variant_name
 
 logger = logging.getLogger(__name__)
 
-MODEL_ID = "vislinginstruct"
-
 #: ``dtype`` argument -> the model config's ``llm.dtype``.
 DTYPES = {"auto": "auto", "fp16": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32",
           "float32": "fp32"}
 #: generation_kwargs keys this adapter reads; others are reported once and ignored.
 GEN_KEYS = ("until", "max_new_tokens", "temperature", "do_sample", "top_p", "num_beams")
-
-
-def manifest():
-    """The entry point lmms-eval loads: ``--model vislinginstruct`` is :class:`VisLingInstructLmms`.
-
-    Imported here, not at the top: ``lmms_eval.models`` loads the entry points while it is being imported, so a
-    top-level import would be circular when this module is imported first.
-    """
-    from lmms_eval.models.registry_v2 import ModelManifest
-
-    return ModelManifest(model_id=MODEL_ID, simple_class_path=f"{__name__}.{VisLingInstructLmms.__name__}")
 
 
 class VisLingInstructLmms(lmms):
