@@ -197,3 +197,12 @@ def test_shuffled_order_swaps_scores_for_about_half_of_the_samples(arch, images)
         assert t.optimized == lines[1].split("Instruction: ")[1].rsplit(" Score: ", 1)[0]  # shown best is last
     again = model.optimize_instructions({"image": image, "text_input": texts})
     assert [t.comparison_prompt for t in again] == [t.comparison_prompt for t in traces]  # seeded per sample
+
+
+def test_long_instruction_is_reported_once_in_plain_generate(tiny_model, images, caplog):
+    long = " ".join(["circle"] * (tiny_model.cfg.qformer.max_txt_len + 10))
+    with caplog.at_level("WARNING", logger="lavis_vislinginstruct.models.vislinginstruct"):
+        for _ in range(3):
+            tiny_model.generate({"image": images[:2], "text_input": [long, Q1]}, aio="off", max_length=2, num_beams=1)
+    warnings = [r for r in caplog.records if r.levelname == "WARNING" and "max_txt_len" in r.getMessage()]
+    assert len(warnings) == 1 and "1 of 2 instructions" in warnings[0].getMessage()
