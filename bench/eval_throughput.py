@@ -73,7 +73,7 @@ def throughput(model, family: str, mode: str, batches: int, size: int) -> float:
     """Samples per second of ``valid_step`` over ``batches`` batches after one warm-up batch."""
     task = task_for(family)
     model.cfg.aio.mode = mode
-    model._aio_cache.clear()
+    model.instruction_optimizer.clear()
     task.valid_step(model, batch(family, 10_000, size))  # warm-up
     start = time.perf_counter()
     for index in range(batches):

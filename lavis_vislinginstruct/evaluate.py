@@ -61,7 +61,7 @@ def default_job_id(cfg) -> str:
     if cfg.run_cfg.get("job_id"):
         return str(cfg.run_cfg.job_id)
     typed = VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
-    return variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select)
+    return variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select, typed.aio.order)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:

@@ -234,6 +234,7 @@ def load_weights(model, cfg: VisLingInstructCfg) -> None:
         load_state_dict_checked(model, state, cfg.finetuned, [""])
         mark_loaded(model, state, cfg.finetuned)
     _set_dtypes(model, cfg)
+    model.mark_weights_changed()
     logger.info("weights of %s: %s", type(model).__name__, describe_sources(model))
 
 

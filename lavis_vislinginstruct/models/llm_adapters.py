@@ -101,9 +101,12 @@ class DecoderOnlyAdapter(LLMAdapter):
             out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, return_dict=True)
         return out.loss
 
-    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
-        """Per-sample NLL of ``continuations`` (no eos appended) after ``[visual][</s> prompt]``; (B,)."""
-        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, prompts, continuations, add_eos=False)
+    def continuation_nll(
+        self, prefix, prefix_mask, prompts, continuations, reduction="mean", add_eos=False
+    ) -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (``add_eos``: followed by ``</s>``) after ``[visual][</s> prompt]``;
+        (B,)."""
+        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, prompts, continuations, add_eos)
         with self.autocast():
             logits = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True).logits
         return sequence_nll(logits[:, :-1], labels[:, 1:], reduction)
@@ -267,11 +270,14 @@ class EncoderDecoderAdapter(LLMAdapter):
             )
         return out.loss
 
-    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
-        """Per-sample NLL of ``continuations`` (no eos) in the decoder, given ``[visual][prompt]``; (B,)."""
+    def continuation_nll(
+        self, prefix, prefix_mask, prompts, continuations, reduction="mean", add_eos=False
+    ) -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (``add_eos``: followed by ``</s>``) in the decoder, given
+        ``[visual][prompt]``; (B,)."""
         with self.autocast():
             embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
-            labels, dec_mask = self._targets(continuations, add_eos=False)
+            labels, dec_mask = self._targets(continuations, add_eos=add_eos)
             logits = self.lm(
                 inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_attention_mask=dec_mask
             ).logits
