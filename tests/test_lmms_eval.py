@@ -152,7 +152,7 @@ def run_lmms(folder: Path, task: str, model: str, model_args: str, batch_size: i
 
 def save_weights(arch: str, path: Path) -> Path:
     """One tiny model's weights, loaded by both evaluators (random weights depend on the RNG state otherwise)."""
-    torch.save(build_tiny(arch).state_dict(), path)
+    torch.save(build_tiny(arch).full_state_dict(), path)  # state_dict() holds the trainable parameters only
     return path
 
 

@@ -159,8 +159,9 @@ class VisLingInstructLmms(lmms):
             contexts, all_kwargs, visual_fns, doc_ids, tasks, splits = zip(*chunk)
             decoding, until = self._decoding(all_kwargs[0])
             samples = self._samples(contexts, visual_fns, doc_ids, tasks, splits)
-            texts = [_cut(text, until) for text in self._model.generate(samples, **decoding)]
-            self._write_traces("generate_until", samples, doc_ids, tasks, splits)
+            texts, traces = self._model.generate(samples, return_traces=True, **decoding)
+            texts = [_cut(text, until) for text in texts]
+            self._write_traces("generate_until", traces, doc_ids, tasks, splits)
             for context, kwargs, text in zip(contexts, all_kwargs, texts):
                 self.cache_hook.add_partial("generate_until", (context, kwargs), text)
             answers.extend(texts)
@@ -225,9 +226,10 @@ class VisLingInstructLmms(lmms):
             samples = self._samples(contexts, visual_fns, doc_ids, tasks, splits)
             candidates = [[c.strip() for c in g["continuations"]] for g in batch]
             out = self._model.predict_class(
-                samples, candidates=candidates, score=self.score, chunk_size=self.chunk_size, return_greedy=True
+                samples, candidates=candidates, score=self.score, chunk_size=self.chunk_size, return_traces=True,
+                return_greedy=True,
             )
-            self._write_traces("loglikelihood", samples, doc_ids, tasks, splits)
+            self._write_traces("loglikelihood", out["traces"], doc_ids, tasks, splits)
             for group, context, scores, greedy in zip(batch, contexts, out["scores"], out["greedy"]):
                 for index, continuation, nll, hit in zip(group["indices"], group["continuations"], scores, greedy):
                     pair = (float(nll), bool(hit))
@@ -266,15 +268,14 @@ class VisLingInstructLmms(lmms):
         self._warn_once(f"{task}: documents with several images are tiled into one image")
         return process_images(visuals)
 
-    def _write_traces(self, request: str, samples: Dict[str, Any], doc_ids, tasks, splits) -> None:
-        """Append this batch's AIO traces, one line per document, to each task's trace file."""
-        traces = samples.get("aio_traces")
-        if not traces or not self.trace_folder:
+    def _write_traces(self, request: str, traces: Sequence[Any], doc_ids, tasks, splits) -> None:
+        """Append this batch's AIO traces (``AIOTrace.to_dict()``), one line per document, to each task's file."""
+        if self.aio_mode == "off" or not self.trace_folder:
             return
         lines: Dict[str, List[str]] = {}
         for trace, doc_id, task, split in zip(traces, doc_ids, tasks, splits):
             record = {"doc_id": doc_id, "task": task, "split": split, "request": request, "variant": self.variant,
-                      "trace": trace.to_dict() if hasattr(trace, "to_dict") else dict(trace)}
+                      "trace": trace.to_dict()}
             lines.setdefault(task, []).append(json.dumps(record, ensure_ascii=False, default=str))
         os.makedirs(self.trace_folder, exist_ok=True)
         for task, rows in lines.items():
