@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(VENV)/bin/pip
+# pip through the venv's python: .venv/bin/pip's shebang names the venv it was created in, also in a copied one
+PIP := $(PY) -m pip
 STAMP := $(VENV)/.vli-installed
 LMMS_STAMP := $(VENV)/.vli-lmms-installed
 REF := .cache/reference/lavis_main

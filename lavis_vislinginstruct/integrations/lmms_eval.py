@@ -31,7 +31,7 @@ config or spec says); ``device``, ``dtype`` (auto | fp16 | bf16 | fp32), ``load_
 ``batch_size``; ``repetition_penalty``, ``length_penalty``, ``min_new_tokens``, ``max_new_tokens`` (when the task
 gives none); ``score`` (sum: the NLL of the whole continuation, the default; mean: per token, as lmms-eval's
 LLaVA returns it and as ``evaluate.py`` ranks by default); ``chunk_size``; ``aio_traces`` (folder of the AIO traces).
-The device is lmms-eval's ``--device`` (default cuda).
+The device: ``device`` or lmms-eval's ``--device`` (not both: lmms-eval passes its own as a keyword), default cuda.
 
 AIO traces (section 3.2): with AIO on, each document's trace (initial, rewritten and optimized instruction, IAS,
 which one was used) is appended, as soon as its batch is answered, to ``<folder>/<time>_aio_traces_<task>.jsonl``,
