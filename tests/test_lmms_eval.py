@@ -381,6 +381,16 @@ def test_generation_kwargs_and_stop_strings(tmp_path):
     assert greedy["use_nucleus_sampling"] is False and greedy["max_length"] == 1024 and greedy["top_p"] == 1.0
     assert adapter._cut(" red ball### and more\n\nmore", ["\n\n", "###"]) == "red ball"
 
+    red, blue = Image.new("RGB", (40, 20), (255, 0, 0)), Image.new("L", (10, 10), 255)
+    assert lm._one_image([red], "t", 0) is red
+    tiled = lm._one_image([red, blue], "t", 0)  # one image holding both, as lmms-eval's instructblip reads them
+    assert tiled.size == (60, 20) and tiled.getpixel((39, 10)) == (255, 0, 0) and tiled.getpixel((45, 10)) == (
+        255, 255, 255)
+    with pytest.raises(ValueError, match="t document 3 has no image"):
+        lm._one_image([], "t", 3)
+    with pytest.raises(ValueError, match="reads images, got str"):
+        lm._one_image(["clip.mp4"], "t", 3)
+
 
 @pytest.mark.parametrize("args, message", [
     ({"aio": "fancy"}, "aio must be one of"),

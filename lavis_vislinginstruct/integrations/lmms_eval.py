@@ -254,7 +254,8 @@ class VisLingInstructLmms(lmms):
         }
 
     def _one_image(self, visuals: Any, task: str, doc_id: Any) -> Image.Image:
-        """The document's image; several are tiled into one, as lmms-eval's ``instructblip`` does (MMMU)."""
+        """The document's image; several (MMMU) are put side by side in one, as lmms-eval's ``instructblip`` also
+        makes one image of them (its own tiling draws labels with a font that a machine may lack)."""
         visuals = list(visuals or [])
         if not visuals:
             raise ValueError(f"{task} document {doc_id} has no image: VisLingInstruct answers about an image")
@@ -263,10 +264,8 @@ class VisLingInstructLmms(lmms):
             raise ValueError(f"{task} document {doc_id}: VisLingInstruct reads images, got {', '.join(bad)}")
         if len(visuals) == 1:
             return visuals[0]
-        from lmms_eval.tasks.mmmu.utils_group_img import process_images
-
-        self._warn_once(f"{task}: documents with several images are tiled into one image")
-        return process_images(visuals)
+        self._warn_once(f"{task}: documents with several images are read as one image, the images side by side")
+        return side_by_side(visuals)
 
     def _write_traces(self, request: str, traces: Sequence[Any], doc_ids, tasks, splits) -> None:
         """Append this batch's AIO traces (``AIOTrace.to_dict()``), one line per document, to each task's file."""
@@ -336,6 +335,19 @@ def _device(device: str, world_size: int) -> torch.device:
         if world_size > 1:
             return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return torch.device(device)
+
+
+def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
+    """The images left to right, each scaled to the height of the tallest, on a black RGB canvas."""
+    height = max(image.height for image in images)
+    scaled = [image.convert("RGB").resize((max(1, round(image.width * height / image.height)), height))
+              for image in images]
+    canvas = Image.new("RGB", (sum(image.width for image in scaled), height))
+    x = 0
+    for image in scaled:
+        canvas.paste(image, (x, 0))
+        x += image.width
+    return canvas
 
 
 def _cut(text: str, until: Sequence[str]) -> str:
