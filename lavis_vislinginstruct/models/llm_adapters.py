@@ -17,6 +17,7 @@ Adapters are plain objects: the HF model stays an attribute of the owning ``nn.M
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
+from transformers import TextIteratorStreamer
 from transformers.modeling_outputs import BaseModelOutput
 
 from .losses import IGNORE_INDEX, sequence_nll, token_nll
@@ -44,6 +45,26 @@ class LLMAdapter:
 
     def autocast(self):
         return self._owner[0].maybe_autocast(self.autocast_dtype)
+
+    def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Generated ids as ``generate`` decodes them (in place; the identity unless a family needs more)."""
+        return ids
+
+    def make_streamer(self, timeout=None) -> "AdapterStreamer":
+        """A streamer for ``generate(..., streamer=...)`` that decodes as ``generate`` does."""
+        return AdapterStreamer(self, timeout)
+
+
+class AdapterStreamer(TextIteratorStreamer):
+    """transformers' ``TextIteratorStreamer`` fed with the ids an adapter decodes (the prompt is skipped: for T5 it
+    is the decoder start token, for Vicuna the empty ``input_ids`` beside ``inputs_embeds``)."""
+
+    def __init__(self, adapter: LLMAdapter, timeout=None):
+        super().__init__(adapter.tokenizer, skip_prompt=True, timeout=timeout, skip_special_tokens=True)
+        self._clean = adapter.clean_ids
+
+    def put(self, value: torch.Tensor) -> None:
+        super().put(self._clean(value.clone()))
 
 
 class DecoderOnlyAdapter(LLMAdapter):
@@ -127,8 +148,12 @@ class DecoderOnlyAdapter(LLMAdapter):
             else:
                 attention_mask = llm_tokens.attention_mask
             outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **gen_kwargs)
-        outputs[outputs == 0] = 2
-        return [t.strip() for t in tok.batch_decode(outputs, skip_special_tokens=True)]
+        return [t.strip() for t in tok.batch_decode(self.clean_ids(outputs), skip_special_tokens=True)]
+
+    def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """LAVIS maps id 0 (``<unk>``, which this tokenizer no longer treats as special) to eos before decoding."""
+        ids[ids == 0] = 2
+        return ids
 
     def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
         """Candidate NLLs with one prefill of ``[visual][</s> prompt]`` per sample, shared through the KV cache.
