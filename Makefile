@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(VENV)/bin/pip
+# pip through the venv's python: a venv copied by hard links keeps a bin/pip whose shebang names the original venv
+PIP := $(PY) -m pip
 STAMP := $(VENV)/.vli-installed
 REF := .cache/reference/lavis_main
 

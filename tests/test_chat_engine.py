@@ -43,7 +43,8 @@ def build_llava(root: Path, records, expand_turns=True):
         image.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8)).save(image)
     name = "vli_llava_instruct_150k"
-    cfg = Config.build_dataset_config(OmegaConf.create({"datasets": {name: {"options": {"expand_turns": expand_turns}}}}))
+    options = {"datasets": {name: {"options": {"expand_turns": expand_turns}}}}
+    cfg = Config.build_dataset_config(OmegaConf.create(options))
     return registry.get_builder_class(name)(cfg.datasets[name]).build_datasets()["train"]
 
 

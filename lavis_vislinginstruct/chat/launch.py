@@ -116,4 +116,3 @@ def image_or_error(path: str):
         return load_image(os.path.expanduser(path)), None
     except (FileNotFoundError, ImageLoadError) as err:
         return None, str(err)
-

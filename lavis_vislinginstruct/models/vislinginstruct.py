@@ -376,8 +376,9 @@ class VisLingInstruct(BaseModel):
             proj.weight.data, proj.bias.data = saved
 
     def to(self, *args, **kwargs):
-        """``nn.Module.to``; an LLM that ``from_pretrained`` placed (``llm.load_in_8bit``/``load_in_4bit``/``device_map``)
-        stays where it is and in its dtype (bitsandbytes models refuse ``.to``; a dispatched one would lose its map)."""
+        """``nn.Module.to``; an LLM that ``from_pretrained`` placed (``llm.load_in_8bit``, ``load_in_4bit`` or
+        ``device_map``) stays where it is and in its dtype (bitsandbytes models refuse ``.to``; a dispatched one
+        would lose its map)."""
         if not self.cfg.llm.placed:
             return super().to(*args, **kwargs)
         attr = self.adapter.model_attr

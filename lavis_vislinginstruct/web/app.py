@@ -157,8 +157,8 @@ def build_page(loaded: LoadedModel, examples: List[str], questions: List[str], d
                 image = gr.Image(type="pil", label="Image", sources=["upload"], elem_id="image", height=220)
                 if examples:
                     gr.Examples(examples=[[p] for p in examples], inputs=[image], label="Demo-world images")
-                temperature = gr.Slider(0.0, 1.5, value=decoding.temperature, step=0.05, label="Temperature (0: greedy)",
-                                        elem_id="temperature")
+                temperature = gr.Slider(0.0, 1.5, value=decoding.temperature, step=0.05,
+                                        label="Temperature (0: greedy)", elem_id="temperature")
                 top_p = gr.Slider(0.05, 1.0, value=decoding.top_p, step=0.05, label="Top-p", elem_id="top-p")
                 max_new = gr.Slider(1, 256, value=decoding.max_new_tokens, step=1, label="Max new tokens",
                                     elem_id="max-new-tokens")
