@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 EMPTY_ANSWER = "(empty answer: the model generated no text)"
 PANEL_EMPTY = "The trace of every **EMA + AIO** answer appears here: initial and rewritten instruction, both IAS, " \
               "the comparison prompt, the optimized instruction, the one used and why."
-CSS = "#banner-random {background: #fff3cd; border: 1px solid #e0a800; padding: 8px; border-radius: 6px}"
+CSS = ("#banner-random {background: #fff3cd; border: 1px solid #e0a800; padding: 8px; border-radius: 6px}\n"
+       "#image img {image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain}")  # 32 px scenes
 
 
 def image_key(image) -> str:
@@ -31,14 +32,18 @@ def image_key(image) -> str:
     return hashlib.sha1(image.convert("RGB").tobytes()).hexdigest()
 
 
-def messages(conversation: Conversation, pending: Optional[Tuple[str, str]] = None) -> List[Dict[str, str]]:
-    """A column's dialog as Gradio chat messages; ``pending`` is the (question, partial answer) being generated."""
-    out: List[Dict[str, str]] = []
-    for turn in conversation.turns:
-        out += [{"role": "user", "content": turn.question},
-                {"role": "assistant", "content": _answer_text(turn)}]
+def messages(conversation: Conversation, pending: Optional[Tuple[str, str]] = None) -> List[Dict[str, Any]]:
+    """A column's dialog as Gradio chat messages; ``pending`` is the (question, partial answer) being generated.
+
+    Texts are passed as text parts, which Gradio shows verbatim (a plain string would be dedented line by line).
+    """
+    pairs = [(t.question, _answer_text(t)) for t in conversation.turns]
     if pending is not None:
-        out += [{"role": "user", "content": pending[0]}, {"role": "assistant", "content": pending[1] or "…"}]
+        pairs.append((pending[0], pending[1] or "…"))
+    out: List[Dict[str, Any]] = []
+    for question, answer in pairs:
+        out += [{"role": "user", "content": [{"type": "text", "text": question}]},
+                {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
     return out
 
 
