@@ -61,7 +61,7 @@ def test_chat_through_stdin(files, tmp_path):
     # answers streamed to the terminal as saved
     for turn in (first, second):
         assert "ASSISTANT: " in out and words(turn["answer"]) in words(out)
-    assert "initial: What colour is it?" in out and "IAS initial:" in out  # /trace
+    assert "initial: What colour is it?  (IAS " in out and "optimized: " in out and "comparison prompt: " in out
     assert json.loads(empty.read_text())["turns"] == []  # /reset
     after = json.loads(new.read_text())  # /image starts a new conversation
     assert after["image"] == str(blue) and [t["question"] for t in after["turns"]] == ["Again?"]

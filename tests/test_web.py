@@ -184,8 +184,9 @@ def test_browser_two_turns(server, inputs, expected, tmp_path):
                 assert [alnum(b.text) for b in bubbles(key, "user")] == [alnum(q) for q in questions[:turn]]
             text = panel()
             lines = [line.strip() for line in text.splitlines()]
-            for label in ("initial:", "rewritten:", "IAS initial:", "IAS rewritten:", "comparison prompt:", "used:"):
+            for label in ("initial:", "rewritten:", "comparison prompt:", "optimized:", "used:"):
                 assert sum(line.startswith(label) for line in lines) == turn, label
+            assert sum("(IAS " in line for line in lines) >= 2 * turn  # both IAS of every turn
         height = driver.execute_script("return document.documentElement.scrollHeight")
         driver.set_window_size(1500, min(height + 40, 4000))
         shot = tmp_path / "web_demo.png"

@@ -32,6 +32,8 @@ import torch
 from PIL import Image
 
 from ..aio.config import AIO_MODES
+from ..aio.trace import AIOTrace
+from ..aio.trace import format_trace as _format_trace
 from ..datasets.datasets.instruct_datasets import strip_image_token
 from ..processors.templates import format_llava_instruction, normalize_text
 
@@ -114,7 +116,7 @@ class Turn:
         prompt: The LLM's text after the visual tokens (history, then the instruction).
         variant: Model variant (``vanilla``/``ema``; ``None``: the model as loaded).
         aio: AIO mode of the turn.
-        trace: The AIO trace (a dict; ``mode="off"`` and ``used == initial`` when AIO was off).
+        trace: The AIO trace (``AIOTrace.to_dict()``; ``mode="off"`` and ``used == initial`` when AIO was off).
         history_turns: Earlier turns the LLM saw.
         dropped_turns: Oldest turns left out to fit the history budget.
         prompt_tokens: LLM tokens of ``prompt``.
@@ -184,23 +186,9 @@ def clean_question(text: str) -> str:
     return normalize_text(strip_image_token(text))
 
 
-def trace_dict(trace: Any) -> Dict[str, Any]:
-    """A trace of the model as a plain dict (today's dicts; a typed trace's ``to_dict()``)."""
-    return trace.to_dict() if hasattr(trace, "to_dict") else dict(trace)
-
-
-def off_trace(instruction: str) -> Dict[str, Any]:
-    """The trace of a turn answered without AIO (the initial instruction is used)."""
-    return {"mode": "off", "initial": instruction, "used": instruction, "reason": "", "notes": []}
-
-
 def format_trace(trace: Dict[str, Any]) -> str:
-    """The AIO trace as text, through the project's one trace formatter."""
-    from ..optimize import format_trace as _format
-
-    if trace.get("mode", "off") == "off":
-        return f"AIO off: the question was used as asked.\n{'used':>18}: {trace['used']}"
-    return _format({"rewritten": None, "reason": "", "notes": [], **trace})
+    """A turn's trace (its dict) as text, through the project's one formatter (:func:`aio.trace.format_trace`)."""
+    return _format_trace(AIOTrace.from_dict(trace))
 
 
 class ChatEngine:
@@ -283,10 +271,10 @@ class ChatEngine:
             image = self.image_tensor(conversation.image)
             if aio != "off":
                 samples = {"image": image, "text_input": [turn.question]}
-                turn.trace = trace_dict(self.model.optimize_instructions(samples, mode=aio)[0])
+                turn.trace = self.model.optimize_instructions(samples, mode=aio)[0].to_dict()
                 yield Event("notice", f"AIO ({aio}): answering with {turn.trace['used']!r}", column=column)
             else:
-                turn.trace = off_trace(turn.question)
+                turn.trace = AIOTrace(mode="off", initial=turn.question).to_dict()
             turn.instruction = turn.trace["used"]
             turn.prompt, turn.history_turns, turn.dropped_turns, notes = self.build_prompt(
                 conversation.history(), turn.instruction)
