@@ -36,6 +36,6 @@ def example_images(n: int = 6, folder: Optional[str] = None, seed: int = 0) -> L
 
 def example_questions() -> List[str]:
     """A few questions in the demo world's GQA format."""
-    questions = ("What color is the circle?", "How many shapes are there?", "Is there a triangle?",
-                 "What shape is on the left?")
+    questions = ("What color is the object?", "How many shapes are there?", "What shape is the blue object?",
+                 "Is there a yellow triangle in the image?")  # phrasings of the world's GQA set
     return [format_instruction(TEMPLATES["gqa"], question=q) for q in questions]
