@@ -96,16 +96,17 @@ def test_question_longer_than_budget_is_noted(image):
     assert any("over the history budget of 5" in n for n in turn.notes)
 
 
-def test_streaming_equals_non_streamed_greedy(arch, image):
+@pytest.mark.parametrize("penalty", [1.0, 1.2])  # Vicuna: decoding.greedy_decode, then HF generate (a penalty)
+def test_streaming_equals_non_streamed_greedy(arch, image, penalty):
     engine = engine_for(arch)
     conv = Conversation(image, "x.jpg")
-    decoding = Decoding(max_new_tokens=12)
+    decoding = Decoding(max_new_tokens=12, repetition_penalty=penalty)
     for question in ("Describe the image.", "What else?"):
         events = list(engine.stream(conv, question, decoding=decoding))
         tokens = [e.text for e in events if e.kind == "token"]
         turn = events[-1].turn
         samples = {"image": engine.image_tensor(image), "text_input": [question]}
-        kwargs = dict(GENERATE, max_length=12)
+        kwargs = dict(GENERATE, max_length=12, repetition_penalty=penalty)
         if turn.history_turns == 0:
             expected = engine.model.generate(samples, **kwargs)[0]
         else:

@@ -37,6 +37,22 @@ CHROME_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                 "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1", "--window-size=1500,1300"]
 
 
+# The server runs under a socket guard of its own: any connection beyond this machine is refused and logged.
+GUARDED = """
+import runpy, socket, sys
+_connect = socket.socket.connect
+def connect(self, address):
+    host = address[0] if isinstance(address, tuple) else address
+    if self.family != socket.AF_UNIX and not str(host).startswith(("127.", "::1", "localhost")):
+        print(f"BLOCKED connection to {address!r}", flush=True)
+        raise OSError("the test allows loopback connections only")
+    return _connect(self, address)
+socket.socket.connect = connect
+sys.argv[0] = "lavis_vislinginstruct.web"
+runpy.run_module("lavis_vislinginstruct.web", run_name="__main__", alter_sys=True)
+"""
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -57,7 +73,7 @@ def server(inputs):
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1",
                GRADIO_ANALYTICS_ENABLED="False")
     log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"vli_web_{port}.log", "w")
-    proc = subprocess.Popen([sys.executable, "-m", "lavis_vislinginstruct.web", "--port", str(port), *FLAGS],
+    proc = subprocess.Popen([sys.executable, "-c", GUARDED, "--port", str(port), *FLAGS],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/"
     deadline = time.time() + 240
@@ -71,7 +87,7 @@ def server(inputs):
                 log.close()
                 pytest.fail(f"the web demo did not start: {Path(log.name).read_text()[-3000:]}")
             time.sleep(1)
-    yield url
+    yield url, Path(log.name)
     proc.terminate()
     try:
         proc.wait(timeout=30)
@@ -101,6 +117,7 @@ def text_of(message) -> str:
 def test_gradio_client_two_turns(server, inputs, expected):
     from gradio_client import Client, handle_file
 
+    server, _ = server
     image, questions = inputs
     client = Client(server, verbose=False)
     for turn, question in enumerate(questions, start=1):
@@ -157,6 +174,7 @@ def test_browser_two_turns(server, inputs, expected, tmp_path):
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
+    server, _ = server
     image, questions = inputs
     options = Options()
     options.binary_location = shutil.which("chromium")
@@ -203,3 +221,11 @@ def test_browser_two_turns(server, inputs, expected, tmp_path):
             shutil.copyfile(shot, os.environ["VLI_WEB_SCREENSHOT"])
     finally:
         driver.quit()
+
+
+def test_server_opened_no_outside_connection(server):
+    """Run last: after the page was served, used and downloaded from, the server never connected beyond 127.0.0.1."""
+    _, log = server
+    text = log.read_text()
+    assert "VisLingInstruct web demo on http://127.0.0.1:" in text
+    assert "BLOCKED" not in text, text[-2000:]
