@@ -19,7 +19,6 @@ A :class:`Conversation` holds one image, its turns and each turn's AIO trace. Fo
 one model in memory, switched per call (:meth:`VisLingInstruct.variant`).
 """
 import contextlib
-import copy
 import dataclasses
 import json
 import logging
@@ -367,9 +366,3 @@ def columns_to_dict(columns: Dict[str, Conversation]) -> Dict[str, Any]:
         key: {"label": COLUMNS[key][0], "variant": COLUMNS[key][1], "aio": COLUMNS[key][2], **conv.to_dict()}
         for key, conv in columns.items()
     }
-
-
-def copy_columns(columns: Dict[str, Conversation]) -> Dict[str, Conversation]:
-    """A copy whose turn lists can change without touching ``columns`` (the image is shared)."""
-    return {key: Conversation(conv.image, conv.image_name, [copy.deepcopy(t) for t in conv.turns])
-            for key, conv in columns.items()}
