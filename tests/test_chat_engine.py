@@ -235,3 +235,33 @@ def test_variant_switch_matches_separate_models(arch, weights, image):
     with off.variant("ema"):
         assert off.visual_prefix(embeds, ["x"])[0].shape[1] == 2 * off.cfg.qformer.num_query_token
     assert off.cmaa is None
+
+
+class _Recorder:
+    """A streamer that keeps what it is fed."""
+
+    def __init__(self):
+        self.puts, self.ended = [], False
+
+    def put(self, value):
+        self.puts.append(value.reshape(-1).tolist())
+
+    def end(self):
+        self.ended = True
+
+
+def test_greedy_decode_feeds_a_streamer_draft_tokens_included(image):
+    engine = engine_for("vislinginstruct_vicuna")
+    model = engine.model
+    samples = {"image": engine.image_tensor(image), "text_input": ["red red red red"]}
+    kwargs = dict(Decoding(max_new_tokens=16).generate_kwargs(), prompt_lookup_num_tokens=3)
+    recorder = _Recorder()
+    answer = model.generate_turn(samples, ["red red red red red red"], streamer=recorder, **kwargs)[0]
+    assert recorder.puts[0] == [] and recorder.ended  # the (empty) prompt first, as HF generate
+    streamed = [t for put in recorder.puts[1:] for t in put]
+    tok = model.adapter.tokenizer
+    assert tok.decode([2 if t == 0 else t for t in streamed], skip_special_tokens=True).strip() == answer
+    assert answer == model.generate_turn(samples, ["red red red red red red"], **kwargs)[0]
+    two = {"image": samples["image"].repeat(2, 1, 1, 1), "text_input": ["a", "b"]}
+    with pytest.raises(ValueError, match="a streamer follows one sample, got a batch of 2"):
+        model.generate_turn(two, ["a", "b"], streamer=_Recorder(), **kwargs)
