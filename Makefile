@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-# pip through the venv's python: .venv/bin/pip's shebang names the venv it was created in, also in a copied one
+# pip through the venv's python: a venv copied by hard links keeps a bin/pip whose shebang names the original venv
 PIP := $(PY) -m pip
 STAMP := $(VENV)/.vli-installed
 LMMS_STAMP := $(VENV)/.vli-lmms-installed
@@ -18,13 +18,13 @@ $(STAMP): setup.cfg constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q --no-deps salesforce-lavis==1.0.2
-	$(PIP) install -q -c constraints.txt -e ".[test]"
+	$(PIP) install -q -c constraints.txt -e ".[test,web,lowmem]"
 	$(PY) -c "import lavis_vislinginstruct, lavis.models; print('lavis-vislinginstruct ready')"
 	touch $@
 
 # The `lmms` extra (lmms-eval), which the lmms-eval adapter's tests need: `make test` installs it, `make setup` not.
 $(LMMS_STAMP): $(STAMP)
-	$(PIP) install -q -c constraints.txt -e ".[test,lmms]"
+	$(PIP) install -q -c constraints.txt -e ".[test,web,lowmem,lmms]"
 	$(PY) -c "import lmms_eval.models as m; assert 'vislinginstruct' in m.list_available_models()"
 	touch $@
 

@@ -13,6 +13,7 @@ another architecture must never half-load silently); missing keys that the sourc
 logged at debug level, the rest as warnings. Every load also records, in the model's ``weight_sources``, which file
 each parameter came from, so that a model whose pretrained parts would stay random is caught before it evaluates.
 """
+import importlib.util
 import logging
 import os
 import re
@@ -179,19 +180,57 @@ def _expected_missing(model) -> List[str]:
     return ["visual_encoder.", model.adapter.model_attr + ".", "cmaa.", "Qformer.bert.embeddings.position_ids"]
 
 
+def cuda_available() -> bool:
+    """Whether a CUDA device is visible (one place, so tests can stand in for a GPU)."""
+    return torch.cuda.is_available()
+
+
+def llm_loading_kwargs(cfg: VisLingInstructCfg) -> Dict:
+    """``from_pretrained`` keyword arguments of the LLM: dtype, and the low-memory settings of ``llm``.
+
+    Raises:
+        ValueError: 8/4-bit loading without CUDA or without bitsandbytes installed.
+    """
+    llm = cfg.llm
+    dtype = DTYPES[resolve_dtype(llm.dtype, llm.family, "cuda" if cuda_available() else "cpu")]
+    kwargs: Dict = {"torch_dtype": dtype}
+    if llm.load_in_8bit or llm.load_in_4bit:
+        what = "model.llm.load_in_8bit" if llm.load_in_8bit else "model.llm.load_in_4bit"
+        if not cuda_available():
+            raise ValueError(f"{what} needs a CUDA GPU (bitsandbytes quantizes on the GPU); this machine has none")
+        if importlib.util.find_spec("bitsandbytes") is None:
+            raise ValueError(f"{what} needs bitsandbytes: pip install -e '.[lowmem]'")
+        from transformers import BitsAndBytesConfig
+
+        if llm.load_in_8bit:
+            kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
+        else:
+            kwargs["quantization_config"] = BitsAndBytesConfig(
+                load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                bnb_4bit_compute_dtype=dtype,
+            )
+        kwargs["device_map"] = llm.device_map or {"": torch.cuda.current_device()}
+    elif llm.device_map:
+        kwargs["device_map"] = llm.device_map
+    if "device_map" in kwargs and importlib.util.find_spec("accelerate") is None:
+        raise ValueError("model.llm.device_map and 8/4-bit loading need accelerate: pip install -e '.[lowmem]'")
+    return kwargs
+
+
 def load_pretrained_llm(model, cfg: VisLingInstructCfg) -> None:
-    """Replace the LLM skeleton by the pretrained one at ``llm.model`` (frozen, resized to the tokenizer)."""
+    """Replace the LLM skeleton by the pretrained one at ``llm.model`` (frozen, resized to the tokenizer), in 8/4 bit
+    or split over devices when ``llm`` says so (:func:`llm_loading_kwargs`)."""
     from transformers import AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
-    dtype = DTYPES[resolve_dtype(cfg.llm.dtype, cfg.llm.family, "cuda" if torch.cuda.is_available() else "cpu")]
+    kwargs = llm_loading_kwargs(cfg)
     if cfg.llm.family == "decoder_only":
-        llm = AutoModelForCausalLM.from_pretrained(cfg.llm.model, torch_dtype=dtype)
+        llm = AutoModelForCausalLM.from_pretrained(cfg.llm.model, **kwargs)
     else:
         from transformers import AutoConfig
 
         hf_cfg = AutoConfig.from_pretrained(cfg.llm.model)
         hf_cfg.dense_act_fn = "gelu"
-        llm = AutoModelForSeq2SeqLM.from_pretrained(cfg.llm.model, config=hf_cfg, torch_dtype=dtype)
+        llm = AutoModelForSeq2SeqLM.from_pretrained(cfg.llm.model, config=hf_cfg, **kwargs)
     llm.resize_token_embeddings(len(model.adapter.tokenizer))
     setattr(model, model.adapter.model_attr, llm)
 
@@ -231,6 +270,7 @@ def load_weights(model, cfg: VisLingInstructCfg) -> None:
     if cfg.finetuned:
         state = read_state_dict(cfg.finetuned)
         check_checkpoint_keys(model, state, cfg.finetuned)
+        model.keep_base_projection()  # InstructBLIP's projection, for the Vanilla variant of the same weights
         load_state_dict_checked(model, state, cfg.finetuned, [""])
         mark_loaded(model, state, cfg.finetuned)
     _set_dtypes(model, cfg)
@@ -250,10 +290,12 @@ def _trim_vocab(model, state: Dict[str, torch.Tensor]) -> None:
 
 def _set_dtypes(model, cfg: VisLingInstructCfg) -> None:
     """GPU dtypes of InstructBLIP (fp16 ViT, fp16 Vicuna, bf16 T5); everything fp32 on a CPU-only machine."""
-    if not torch.cuda.is_available():
+    if not cuda_available():
         return
     if cfg.vision.precision == "fp16":
         vit_to_fp16(model.visual_encoder)
+    if cfg.llm.placed:  # quantized or dispatched by from_pretrained, already in its dtype: a cast would break it
+        return
     llm_dtype = DTYPES[resolve_dtype(cfg.llm.dtype, cfg.llm.family, "cuda")]
     model.llm.to(llm_dtype)
 

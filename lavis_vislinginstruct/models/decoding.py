@@ -15,7 +15,7 @@ then takes a fraction of the forward passes.
 Used by ``llm_adapters.DecoderOnlyAdapter.generate`` for greedy calls (AIO's rewrite and comparison stages, greedy
 answers); beam search and sampling stay with HF ``generate``.
 """
-from typing import List, Optional, Sequence
+from typing import Any, List, Optional, Sequence
 
 import torch
 from transformers import DynamicCache
@@ -41,6 +41,7 @@ def greedy_decode(
     min_new_tokens: int = 0,
     prompt_ids: Optional[List[List[int]]] = None,
     lookup: int = 0,
+    streamer: Optional[Any] = None,
 ) -> List[List[int]]:
     """Greedy continuation of left-padded input embeddings; returns each row's new tokens (ending at EOS).
 
@@ -53,12 +54,19 @@ def greedy_decode(
         min_new_tokens: End-of-sequence tokens are not chosen before this many tokens (HF's ``min_new_tokens``).
         prompt_ids: Per row, the token ids of its text part (drafts are looked up there and in the output).
         lookup: Draft tokens verified per step (0: plain greedy decoding).
+        streamer: A HF streamer (one row only), fed as HF ``generate`` feeds it: the (empty) prompt ids first, then
+            each token as it is chosen, then ``end()``.
     """
     device, dtype = embeds.device, embeds.dtype
     neg = torch.finfo(dtype).min
     b = attention_mask.size(0)
     valid = attention_mask.bool()  # (B, L): which cached key positions are real
     eos = torch.tensor(list(eos_token_ids), device=device)
+    if streamer is not None and b != 1:
+        raise ValueError(f"a streamer follows one sample, got a batch of {b}")
+    emit = (lambda token: streamer.put(torch.tensor([token]))) if streamer is not None else (lambda token: None)
+    if streamer is not None:
+        streamer.put(torch.zeros(1, 0, dtype=torch.long))  # HF's first put: the input ids (none beside embeddings)
 
     # step 1: prefill with a causal + padding mask
     position = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
@@ -82,11 +90,12 @@ def greedy_decode(
                 row[eos] = float("-inf")
             token = int(row.argmax())
             outputs[i].append(token)
+            emit(token)
             histories[i].append(token)
             if token in eos_token_ids or len(outputs[i]) >= max_new_tokens:
                 done[i] = True
         if all(done):
-            return outputs
+            return _finish(outputs, streamer)
         # step 3: feed each row's last token (+ drafts); finished rows feed a masked placeholder
         drafts = [
             [] if done[i] or not lookup else _lookup_drafts(histories[i], min(lookup, max_new_tokens - len(outputs[i])))
@@ -125,6 +134,7 @@ def greedy_decode(
                     break
                 outputs[i].append(draft)
                 histories[i].append(draft)
+                emit(draft)
                 accepted += 1
                 if draft in eos_token_ids or len(outputs[i]) >= max_new_tokens:
                     done[i] = True
@@ -133,7 +143,13 @@ def greedy_decode(
             logits[i] = step_logits[i, accepted]
             next_pos[i] += 1 + accepted
         if all(done):
-            return outputs
+            return _finish(outputs, streamer)
+
+
+def _finish(outputs: List[List[int]], streamer: Optional[Any]) -> List[List[int]]:
+    if streamer is not None:
+        streamer.end()
+    return outputs
 
 
 def causal_mask(attention_mask: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:

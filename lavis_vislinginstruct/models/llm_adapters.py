@@ -17,6 +17,7 @@ Adapters are plain objects: the HF model stays an attribute of the owning ``nn.M
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
+from transformers import TextIteratorStreamer
 from transformers.modeling_outputs import BaseModelOutput
 
 from .decoding import causal_mask, greedy_decode
@@ -45,6 +46,26 @@ class LLMAdapter:
 
     def autocast(self):
         return self._owner[0].maybe_autocast(self.autocast_dtype)
+
+    def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Generated ids as ``generate`` decodes them (in place; the identity unless a family needs more)."""
+        return ids
+
+    def make_streamer(self, timeout=None) -> "AdapterStreamer":
+        """A streamer for ``generate(..., streamer=...)`` that decodes as ``generate`` does."""
+        return AdapterStreamer(self, timeout)
+
+
+class AdapterStreamer(TextIteratorStreamer):
+    """transformers' ``TextIteratorStreamer`` fed with the ids an adapter decodes (the prompt is skipped: for T5 it
+    is the decoder start token, for Vicuna the empty ``input_ids`` beside ``inputs_embeds``)."""
+
+    def __init__(self, adapter: LLMAdapter, timeout=None):
+        super().__init__(adapter.tokenizer, skip_prompt=True, timeout=timeout, skip_special_tokens=True)
+        self._clean = adapter.clean_ids
+
+    def put(self, value: torch.Tensor) -> None:
+        super().put(self._clean(value.clone()))
 
 
 class DecoderOnlyAdapter(LLMAdapter):
@@ -126,6 +147,7 @@ class DecoderOnlyAdapter(LLMAdapter):
         gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
         gen_kwargs["min_new_tokens"] = gen_kwargs.pop("min_length", 0)
         lookup = gen_kwargs.pop("prompt_lookup_num_tokens", 0) or 0
+        streamer = gen_kwargs.pop("streamer", None)  # fed by either decoding path
         tok = self.tokenizer
         tok.padding_side = "left"
         llm_tokens = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
@@ -141,13 +163,19 @@ class DecoderOnlyAdapter(LLMAdapter):
                 text_ids = [ids[m.bool()].tolist() for ids, m in zip(llm_tokens.input_ids, llm_tokens.attention_mask)]
                 rows = greedy_decode(
                     self.lm, embeds, attention_mask, gen_kwargs["max_new_tokens"], eos if isinstance(eos, list)
-                    else [eos], gen_kwargs["min_new_tokens"], prompt_ids=text_ids, lookup=lookup,
+                    else [eos], gen_kwargs["min_new_tokens"], prompt_ids=text_ids, lookup=lookup, streamer=streamer,
                 )
                 outputs = _pad_rows(rows, tok.pad_token_id)
             else:
+                if streamer is not None:
+                    gen_kwargs["streamer"] = streamer
                 outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **gen_kwargs)
-        outputs[outputs == 0] = 2
-        return [t.strip() for t in tok.batch_decode(outputs, skip_special_tokens=True)]
+        return [t.strip() for t in tok.batch_decode(self.clean_ids(outputs), skip_special_tokens=True)]
+
+    def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """LAVIS maps id 0 (``<unk>``, which this tokenizer no longer treats as special) to eos before decoding."""
+        ids[ids == 0] = 2
+        return ids
 
     def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128, return_greedy=False):
         """Candidate NLLs with one prefill of ``[visual][</s> prompt]`` per sample, shared through the KV cache.
@@ -329,7 +357,12 @@ class EncoderDecoderAdapter(LLMAdapter):
         return sequence_nll(logits, labels, reduction)
 
     def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
-        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there."""
+        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there.
+
+        ``prompt_lookup_num_tokens`` is ignored: HF's prompt-lookup decoding takes one sequence at a time, and the
+        decoder-only loop of :mod:`.decoding` has no encoder-decoder counterpart here.
+        """
+        gen_kwargs.pop("prompt_lookup_num_tokens", None)
         if "max_length" in gen_kwargs:
             gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
         with self.autocast():

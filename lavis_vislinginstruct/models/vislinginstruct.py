@@ -49,6 +49,9 @@ from .vision import build_vision_tower, freeze
 
 logger = logging.getLogger(__name__)
 
+#: Per-call variants of one model (:meth:`VisLingInstruct.variant`).
+MODEL_VARIANTS = ("vanilla", "ema")
+
 
 class VisLingInstruct(BaseModel):
     """InstructBLIP architecture + Cross-Modal Alignment Attention; see the module docstring."""
@@ -401,6 +404,86 @@ class VisLingInstruct(BaseModel):
                 if not isinstance(text, str) or not text.strip():
                     raise ValueError(f"samples[{key!r}][{i}] is empty: every sample needs a non-empty instruction")
         return value
+
+    # --------------------------------------------------------------------- variants and chat (issue 12)
+    # The web demo answers one instruction as Vanilla (InstructBLIP: its own projection, CMAA off) and as EMA (the
+    # fine-tuned projection, CMAA on) from one copy of the weights: only the projection, a few MB, is kept twice.
+
+    def keep_base_projection(self) -> None:
+        """Keep the current projection as InstructBLIP's, for ``variant("vanilla")``; the loader calls this before a
+        fine-tuned projection is loaded over it. Non-persistent buffers: they follow ``.to()`` and stay out of
+        ``state_dict()``, so checkpoints keep their keys."""
+        self.register_buffer("base_proj_weight", self.proj.weight.detach().clone(), persistent=False)
+        self.register_buffer("base_proj_bias", self.proj.bias.detach().clone(), persistent=False)
+
+    @property
+    def has_base_projection(self) -> bool:
+        """True when a fine-tuned projection was loaded over an InstructBLIP one (the two variants differ)."""
+        return getattr(self, "base_proj_weight", None) is not None
+
+    @contextlib.contextmanager
+    def variant(self, name: str):
+        """Inside the block the model computes as one of :data:`MODEL_VARIANTS`, then returns to its state.
+
+        ``vanilla``: CMAA off and InstructBLIP's projection (the one kept by :meth:`keep_base_projection`, else the
+        loaded one). ``ema``: CMAA on (``cmaa.scale`` of the config) and the loaded projection. Not thread-safe:
+        callers that share the model serialize their calls (``chat.engine.ChatEngine`` holds a lock).
+        """
+        choice(name, MODEL_VARIANTS, "variant")
+        saved_cmaa, proj = self.cmaa, self.proj
+        saved = (proj.weight.data, proj.bias.data)
+        try:
+            if name == "vanilla":
+                self.cmaa = None
+                if self.has_base_projection:
+                    proj.weight.data, proj.bias.data = self.base_proj_weight, self.base_proj_bias
+            elif saved_cmaa is None:
+                self.cmaa = CrossModalAlignmentAttention(self.cfg.cmaa.scale)
+            yield self
+        finally:
+            self.cmaa = saved_cmaa
+            proj.weight.data, proj.bias.data = saved
+
+    def to(self, *args, **kwargs):
+        """``nn.Module.to``; an LLM that ``from_pretrained`` placed (``llm.load_in_8bit``, ``load_in_4bit`` or
+        ``device_map``) stays where it is and in its dtype (bitsandbytes models refuse ``.to``; a dispatched one
+        would lose its map)."""
+        if not self.cfg.llm.placed:
+            return super().to(*args, **kwargs)
+        attr = self.adapter.model_attr
+        llm = getattr(self, attr)
+        setattr(self, attr, None)  # nn.Module allows None for a registered child: ``to`` skips it
+        try:
+            super().to(*args, **kwargs)
+        finally:
+            setattr(self, attr, llm)
+        return self
+
+    @torch.no_grad()
+    def generate_turn(
+        self, samples: Dict[str, Any], prompts: Sequence[str], streamer: Any = None, **decoding
+    ) -> List[str]:
+        """:meth:`generate` with the LLM's text apart from the Q-Former's, for dialogs.
+
+        Args:
+            samples: ``image`` and ``text_input``: what the Q-Former reads (the current question).
+            prompts: what the LLM reads after the visual tokens, one per sample (earlier turns, then the question).
+            streamer: a HF streamer (:meth:`make_streamer`) fed with the tokens as they are generated.
+            **decoding: HF ``generate`` arguments (``do_sample``, ``num_beams``, ``top_p``, ...); ``max_length`` and
+                ``min_length`` count new tokens, as in :meth:`generate`.
+        """
+        image_embeds = self.encode_image(samples["image"])
+        instructions = self._instructions(samples, "text_input", image_embeds)
+        if len(prompts) != len(instructions):
+            raise ValueError(f"{len(instructions)} instructions but {len(prompts)} LLM prompts")
+        prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
+        if streamer is not None:
+            decoding["streamer"] = streamer
+        return self.adapter.generate(prefix, prefix_mask, list(prompts), **decoding)
+
+    def make_streamer(self, timeout: Optional[float] = None):
+        """A ``TextIteratorStreamer`` that decodes tokens as this model's ``generate`` does (one sample, no beams)."""
+        return self.adapter.make_streamer(timeout)
 
     # ------------------------------------------------------------------------------------------ building
 
