@@ -96,3 +96,10 @@ def test_long_prompt_is_not_truncated(arch, images):
     assert got["scores"][0] != pytest.approx(got["scores"][1], abs=1e-6)  # the cut-off start changes the score
     for g, e in zip(got["scores"], ref):
         assert g == pytest.approx([sum(v) for v in e], rel=1e-4, abs=1e-4)
+
+
+def test_default_score_is_the_sum_as_lavis(tiny_model, images):
+    samples = {"image": images, "text_input": PROMPTS}
+    default = tiny_model.predict_class(samples, CANDIDATES)
+    assert default == tiny_model.predict_class(samples, CANDIDATES, score="sum")
+    assert default != tiny_model.predict_class(samples, CANDIDATES, score="mean")
