@@ -289,6 +289,31 @@ def test_shipped_configs_are_generated_and_consistent(capsys):
     assert demo_vsr.run.task == "vli_generation"
 
 
+README_ROWS = {"flickr30k": "Flickr30K", "nocaps": "NoCaps", "vsr": "VSR", "gqa": "GQA", "vizwiz": "VizWiz",
+               "textvqa": "TextVQA", "iconqa": "IconQA", "scienceqa": "ScienceQA", "hateful_memes": "Hateful Memes",
+               "visdial": "Visual Dialog"}  # fmt: skip
+
+
+def test_readme_protocol_table_matches_the_code():
+    from lavis_vislinginstruct.processors import templates
+
+    lines = (REPO / "README.md").read_text().split("**The protocol**", 1)[1].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")][1:]
+    for name, label in README_ROWS.items():
+        (row,) = [r for r in rows if label in r[0].split(", ") or r[0].startswith(label)]
+        answer, score, wrapper, _, guard = row[1:]
+        cfg = OmegaConf.load(EVAL_CONFIGS / f"{name}_vicuna7b.yaml")
+        assert answer.startswith("rank" if bm.BENCHMARKS[name].family == "ranking" else "generate"), name
+        assert ("sum" in score) == (cfg.run.get("score") == "sum"), name
+        assert guard == cfg.model.aio.guard, name
+    wrappers = {r[0]: r[3] for r in rows}
+    assert f"`{templates.CONTEXT_WRAPPER}`" in wrappers["ScienceQA (IMG)"]
+    both = templates.CAPTION_WRAPPER.format(caption="{caption}", prompt=templates.HISTORY_WRAPPER)
+    assert f"`{both}`".replace("\n", "\\n") in wrappers["Visual Dialog"]
+    assert f"first {templates.OCR_MAX_TOKENS} OCR tokens joined by `{templates.OCR_SEPARATOR.strip()}" in wrappers[
+        "TextVQA"]
+
+
 def _fake_python(tmp_path):
     """A ``python`` on PATH that prints its arguments instead of running."""
     bin_dir = tmp_path / "bin"

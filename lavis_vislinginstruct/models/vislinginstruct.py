@@ -254,7 +254,7 @@ class VisLingInstruct(BaseModel):
             candidates: one list per sample (lengths may differ), or one list shared by the whole batch.
             n_segments: accepted for LAVIS compatibility; chunking is governed by ``chunk_size``.
             score: ``sum`` of the candidate tokens' NLL (default: LAVIS's ``_predict_class`` and the paper) or their
-                ``mean`` (per token; favours long answers less than the sum favours short ones).
+                ``mean`` (per token; does not favour short candidates as the sum does).
             aio: instruction optimization mode (``off``/``rewrite``/``full``); defaults to the config's.
             chunk_size: candidate rows scored per LLM call.
 

@@ -327,8 +327,8 @@ class RankingTask(VliEvalTask):
     def settings_from(cls, run_cfg, benchmark: Benchmark) -> Dict[str, Any]:
         """``run.score`` defaults to ``sum``, the paper's protocol: InstructBLIP's ``_predict_class`` in LAVIS
         ranks by the summed NLL of the candidate's tokens (T5 sums; Vicuna divides by one padded length that all
-        candidates of a sample share, which orders them as the sum). ``mean`` (per-token NLL) is an option that
-        favours long candidates less than the sum favours short ones; it is not what the paper's numbers used."""
+        candidates of a sample share, which orders them as the sum). ``mean`` (per-token NLL) is an option: it does
+        not favour short candidates as the sum does, but it is not what the paper's numbers used."""
         score = run_cfg.get("score", "sum")
         if score not in ("mean", "sum"):
             raise ValueError(f"run.score must be mean or sum (NLL per candidate), got {score!r}")
