@@ -40,6 +40,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 from omegaconf import OmegaConf
 
+from lavis_vislinginstruct.aio.trace import AIOTrace, format_trace
 from lavis_vislinginstruct.paths import package_path
 from lavis_vislinginstruct.tasks.benchmarks import BENCHMARKS, ORDER, VARIANTS
 from lavis_vislinginstruct.world import generate_world
@@ -280,10 +281,10 @@ def chart(results, base, benchmarks, path: str) -> str:
 
 
 def read_traces(results, row: str) -> Dict[str, List[Dict[str, Any]]]:
-    """The AIO traces of one row per set (the ``<split>_aio_traces.json`` files evaluate.py writes)."""
+    """The AIO traces of one row per set (the ``<split>_traces.json`` files evaluate.py writes)."""
     traces = {}
     for bench, summary in results.get(row, {}).items():
-        path = summary.get("files", {}).get("aio_traces")
+        path = summary.get("files", {}).get("traces")
         if path and os.path.isfile(path):
             with open(path, encoding="utf-8") as handle:
                 traces[bench] = [{"benchmark": bench, **t} for t in json.load(handle)]
@@ -305,27 +306,16 @@ def aio_usage(results) -> Dict[str, Dict[str, Dict[str, Any]]]:
     return usage
 
 
-def aio_traces(results, n: int = 3) -> List[Dict[str, Any]]:
+def sample_traces(results, n: int = 3) -> List[Dict[str, Any]]:
     """``n`` traces of the full-AIO row: those whose instruction AIO changed first, then GQA's (short), in order."""
     pool = [t for traces in read_traces(results, "ema_aio").values() for t in traces]
     return sorted(pool, key=lambda t: (t["used"] == t["initial"], t["benchmark"] != "gqa"))[:n]
 
 
-def format_trace(trace: Dict[str, Any]) -> str:
-    """One AIO trace as indented text."""
-
-    def ias(key: str) -> str:
-        value = trace.get(key)
-        return "-" if value is None else f"{value:.2f}"
-
-    lines = [
-        f"{trace['benchmark']} {trace['instance_id']}",
-        f"  initial   (IAS {ias('ias_initial')}): {trace['initial']}",
-        f"  rewritten (IAS {ias('ias_rewritten')}): {trace['rewritten']}",
-        f"  generated (IAS {ias('ias_generated')}): {trace['generated']}",
-        f"  used: {trace['used']}" + (f"  [{trace['reason']}]" if trace.get("reason") else ""),
-    ]
-    return "\n".join(lines)
+def format_demo_trace(trace: Dict[str, Any]) -> str:
+    """One AIO trace of an evaluation file as text, with the shared trace formatter."""
+    head = f"{trace['benchmark']} {trace['instance_id']}"
+    return head + "\n" + format_trace(AIOTrace.from_dict(trace))
 
 
 def usage_line(usage) -> str:
@@ -379,7 +369,7 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
     base = baselines(manifest, size.benchmarks)
     markdown = table(results, base, size.benchmarks)
     png = chart(results, base, size.benchmarks, os.path.join(out, "ablation.png"))
-    traces = aio_traces(results)
+    traces = sample_traces(results)
     usage = aio_usage(results)
     timings["total"] = round(time.perf_counter() - start, 1)
     summary = {
@@ -390,7 +380,7 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
         "margins": margins(results, base),
         "stage_a": stage_a,
         "stage_b": stage_b,
-        "aio_traces": traces,
+        "traces": traces,
         "aio_usage": usage,
         "timings_s": timings,
         "files": {"markdown": os.path.join(out, "results.md"), "chart": png, "world": world},
@@ -404,7 +394,7 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
             "for its question type in the set (the best a model that ignores the image can do).",
             f"Training loss per epoch: stage A {stage_a['epoch_losses']}, stage B {stage_b['epoch_losses']}.",
             "Samples answered with an instruction AIO changed: " + usage_line(usage) + ".",
-            "AIO traces (+ EMA + AIO row):\n\n```\n" + "\n".join(format_trace(t) for t in traces) + "\n```",
+            "AIO traces (+ EMA + AIO row):\n\n```\n" + "\n\n".join(format_demo_trace(t) for t in traces) + "\n```",
         ]
     )
     with open(summary["files"]["markdown"], "w", encoding="utf-8") as handle:

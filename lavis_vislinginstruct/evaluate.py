@@ -68,6 +68,7 @@ def default_job_id(cfg) -> str:
         bool(OmegaConf.select(model, "cmaa.enabled", default=True)),
         OmegaConf.select(model, "aio.mode", default="off"),
         OmegaConf.select(model, "aio.select", default="generated"),
+        OmegaConf.select(model, "aio.order", default="ias"),
     )
 
 

@@ -75,7 +75,7 @@ def read_jsonl(path: Path) -> List[Dict]:
 def result_files(result_dir: str, split: str) -> Dict[str, Path]:
     """The merged result files of ``split`` in ``result_dir``."""
     root = Path(result_dir)
-    return {name: root / f"{split}_{name}.json" for name in ("metrics", "predictions", "aio_traces", "run")}
+    return {name: root / f"{split}_{name}.json" for name in ("metrics", "predictions", "traces", "run")}
 
 
 def load(path: Path):

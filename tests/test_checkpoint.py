@@ -18,7 +18,8 @@ def hf_model(ours):
     else:
         text = T5Config(**{k: getattr(llm, k) for k in ("d_model", "d_ff", "d_kv", "num_layers", "num_decoder_layers",
                                                          "num_heads", "vocab_size", "feed_forward_proj",
-                                                         "tie_word_embeddings")}).to_dict()
+                                                         "tie_word_embeddings", "decoder_start_token_id",
+                                                         "pad_token_id", "eos_token_id", "dense_act_fn")}).to_dict()
     cfg = InstructBlipConfig(
         vision_config=dict(hidden_size=v.width, intermediate_size=int(v.width * v.mlp_ratio),
                            num_hidden_layers=v.depth, num_attention_heads=v.num_heads, image_size=v.image_size,

@@ -61,8 +61,8 @@ def test_fast_demo_writes_table_chart_and_traces(fast_run):
     assert all(VARIANTS[row][2] in text for row in VARIANTS) and "answer prior" in text and "chance" in text
     with open(out / "ablation.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
-    assert len(summary["aio_traces"]) == 3
-    assert all({"initial", "rewritten", "used"} <= set(t) for t in summary["aio_traces"])
+    assert len(summary["traces"]) == 3
+    assert all({"initial", "rewritten", "used"} <= set(t) for t in summary["traces"])
     assert json.loads((out / "results.json").read_text())["table"] == summary["table"]
     # stage B trained only the projection: its checkpoint holds nothing else
     ckpt = torch.load(summary["stage_b"]["checkpoint"], map_location="cpu", weights_only=True)

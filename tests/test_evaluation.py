@@ -76,7 +76,7 @@ def test_aio_full_saves_traces(tmp_path):
     out = run_eval("gqa", tmp_path, aio="full")
     assert out["result_dir"].endswith(os.path.join("ema_aio", "result"))
     files = result_files(out["result_dir"], "val")
-    traces = {t["instance_id"]: t for t in load(files["aio_traces"])}
+    traces = {t["instance_id"]: t for t in load(files["traces"])}
     predictions = load(files["predictions"])
     assert len(traces) == len(predictions) == 3
     for record in predictions:
@@ -90,11 +90,11 @@ def test_table2_rows_are_options_switches(tmp_path):
     vanilla = run_eval("vsr", tmp_path, "model.cmaa.enabled=False", "model.aio.mode=off", aio="full")
     summary = vanilla["metrics"]["test"]
     assert summary["variant"] == "vanilla" and summary["model"]["cmaa"] is False and summary["model"]["aio"] == "off"
-    assert not result_files(vanilla["result_dir"], "test")["aio_traces"].exists()
+    assert not result_files(vanilla["result_dir"], "test")["traces"].exists()
     rewrite = run_eval("vsr", tmp_path, "model.aio.mode=rewrite")
     summary = rewrite["metrics"]["test"]
     assert summary["variant"] == "ema_rewrite" and summary["model"]["cmaa"] is True
-    traces = load(result_files(rewrite["result_dir"], "test")["aio_traces"])
+    traces = load(result_files(rewrite["result_dir"], "test")["traces"])
     assert len(traces) == 4 and all(t["mode"] == "rewrite" for t in traces)
     assert {Path(vanilla["output_dir"]).name, Path(rewrite["output_dir"]).name} == {"vanilla", "ema_rewrite"}
 
@@ -131,6 +131,57 @@ def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
     assert load(result_files(resumed["result_dir"], "val")["predictions"]) == expected
     assert summary["metrics"] == full["metrics"]["val"]["metrics"]
     assert len(read_jsonl(shard)) == 3
+
+
+def test_resumed_aio_run_equals_uninterrupted_trace_for_trace(tmp_path, monkeypatch):
+    """A rewrite depends on the batch it is made in (padding); the resumed run must reuse the finished samples'
+    rewrites instead of making them again in another batch."""
+    from lavis_vislinginstruct.models.aio_backend import VisLingInstructBackend
+
+    lay_out(bm.BENCHMARKS["gqa"].builder, tmp_path / "cache")
+    (tmp_path / "cache" / ".laid_out").touch()
+    ann = next((tmp_path / "cache").rglob("testdev_balanced_questions.json"))
+    questions = json.loads(ann.read_text())
+    first, _, third = sorted(questions)
+    questions[third]["question"] = questions[first]["question"]  # batch 0 = [A, B], batch 1 = [A]
+    ann.write_text(json.dumps(questions))
+
+    real_generate = VisLingInstructBackend.generate
+
+    def batch_dependent(self, prefix, prompts, decoding):
+        if prefix is None:  # the rewrite: its output depends on what else was in the batch
+            return [f"{p} [{len(prompts)} in batch]" for p in prompts]
+        return real_generate(self, prefix, prompts, decoding)
+
+    monkeypatch.setattr(VisLingInstructBackend, "generate", batch_dependent)
+    full = run_eval("gqa", tmp_path, "run.job_id=full", aio="full", batch_size_eval=2)
+    expected = load(result_files(full["result_dir"], "val")["traces"])
+    assert len({t["rewritten"] for t in expected}) == 2 and "[2 in batch]" in expected[2]["rewritten"]
+
+    calls = {"n": 0}
+    real_predict = GenerationTask.predict
+
+    def interrupted(self, model, samples):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_predict(self, model, samples)
+
+    monkeypatch.setattr(GenerationTask, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval("gqa", tmp_path, "run.job_id=resumed", aio="full", batch_size_eval=2)
+    monkeypatch.setattr(GenerationTask, "predict", real_predict)
+    resumed = run_eval("gqa", tmp_path, "run.job_id=resumed", aio="full", batch_size_eval=2)
+    assert resumed["metrics"]["val"]["rank0"]["new_samples"] == 1
+    got = load(result_files(resumed["result_dir"], "val")["traces"])
+    assert _without_timings(got) == _without_timings(expected)
+    aio = resumed["metrics"]["val"]["aio"]
+    assert aio["samples"] == 3 and set(aio) == {"samples", "changed", "content_lost", "guard_fired", "empty"}
+
+
+def _without_timings(traces):
+    """Traces without their measured seconds (everything else must be equal)."""
+    return [{k: v for k, v in t.items() if k != "timings"} for t in traces]
 
 
 def test_resume_with_other_settings_is_refused(tmp_path):
@@ -408,3 +459,5 @@ def test_variant_names():
     assert [bm.variant_name(c, a) for c, a, _ in bm.VARIANTS.values()] == list(bm.VARIANTS)
     assert bm.variant_name(False, "full") == "cmaa-off_aio-full"
     assert bm.variant_name(True, "full", "best_ias") == "ema_aio_best-ias"
+    assert bm.variant_name(True, "full", "generated", "shuffled") == "ema_aio_shuffled"
+    assert bm.variant_name(True, "rewrite", "generated", "shuffled") == "ema_rewrite"  # no comparison to shuffle

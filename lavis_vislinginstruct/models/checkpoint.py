@@ -213,6 +213,7 @@ def load_weights(model, cfg: VisLingInstructCfg) -> None:
         load_state_dict_checked(model, read_state_dict(cfg.finetuned), cfg.finetuned, [""])
     model.apply_freezing()
     _set_dtypes(model, cfg)
+    model.mark_weights_changed()
 
 
 def _trim_vocab(model, state: Dict[str, torch.Tensor]) -> None:

@@ -19,6 +19,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 from transformers.modeling_outputs import BaseModelOutput
 
+from .decoding import causal_mask, greedy_decode
 from .losses import IGNORE_INDEX, sequence_nll, token_nll
 
 
@@ -101,21 +102,30 @@ class DecoderOnlyAdapter(LLMAdapter):
             out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, return_dict=True)
         return out.loss
 
-    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
-        """Per-sample NLL of ``continuations`` (no eos appended) after ``[visual][</s> prompt]``; (B,)."""
-        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, prompts, continuations, add_eos=False)
+    def continuation_nll(
+        self, prefix, prefix_mask, prompts, continuations, reduction="mean", add_eos=False
+    ) -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (``add_eos``: followed by ``</s>``) after ``[visual][</s> prompt]``;
+        (B,)."""
+        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, prompts, continuations, add_eos)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         with self.autocast():
-            logits = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True).logits
+            mask = causal_mask(attention_mask, embeds.dtype)  # built once, not by HF's per-call mask code
+            logits = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids).logits
         return sequence_nll(logits[:, :-1], labels[:, 1:], reduction)
 
     def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
         """LAVIS's Vicuna ``generate``: left-padded prompts after the visual tokens; id 0 mapped to eos.
 
         ``max_length`` and ``min_length`` count generated tokens, as they did for LAVIS under transformers 4.33
-        (later releases subtract the length of ``inputs_embeds`` from them).
+        (later releases subtract the length of ``inputs_embeds`` from them). Greedy calls (one beam, no sampling,
+        no repetition penalty) run :func:`.decoding.greedy_decode`, which gives HF's greedy tokens without its
+        per-step mask rebuilding, and honours ``prompt_lookup_num_tokens`` for whole batches; everything else
+        is HF ``generate``.
         """
         gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
         gen_kwargs["min_new_tokens"] = gen_kwargs.pop("min_length", 0)
+        lookup = gen_kwargs.pop("prompt_lookup_num_tokens", 0) or 0
         tok = self.tokenizer
         tok.padding_side = "left"
         llm_tokens = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
@@ -126,7 +136,16 @@ class DecoderOnlyAdapter(LLMAdapter):
                 attention_mask = torch.cat([prefix_mask, llm_tokens.attention_mask], dim=1)
             else:
                 attention_mask = llm_tokens.attention_mask
-            outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **gen_kwargs)
+            if _is_greedy(gen_kwargs):
+                eos = self.lm.generation_config.eos_token_id
+                text_ids = [ids[m.bool()].tolist() for ids, m in zip(llm_tokens.input_ids, llm_tokens.attention_mask)]
+                rows = greedy_decode(
+                    self.lm, embeds, attention_mask, gen_kwargs["max_new_tokens"], eos if isinstance(eos, list)
+                    else [eos], gen_kwargs["min_new_tokens"], prompt_ids=text_ids, lookup=lookup,
+                )
+                outputs = _pad_rows(rows, tok.pad_token_id)
+            else:
+                outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **gen_kwargs)
         outputs[outputs == 0] = 2
         return [t.strip() for t in tok.batch_decode(outputs, skip_special_tokens=True)]
 
@@ -148,7 +167,7 @@ class DecoderOnlyAdapter(LLMAdapter):
             embeds = torch.cat([prefix, self.embed(p.input_ids)], dim=1)
             out = self.lm(
                 inputs_embeds=embeds,
-                attention_mask=attention_mask,
+                attention_mask=causal_mask(attention_mask, embeds.dtype),
                 position_ids=position_ids,
                 use_cache=True,
                 return_dict=True,
@@ -182,6 +201,27 @@ class DecoderOnlyAdapter(LLMAdapter):
     @property
     def llm_dtype(self) -> torch.dtype:
         return self.lm.get_input_embeddings().weight.dtype
+
+
+def _is_greedy(gen_kwargs: Dict[str, Any]) -> bool:
+    """Whether HF ``generate`` would run plain greedy search for these settings (``greedy_decode`` then applies)."""
+    plain = {"max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "top_p", "temperature",
+             "repetition_penalty", "length_penalty", "num_return_sequences"}
+    return (
+        set(gen_kwargs) <= plain
+        and gen_kwargs.get("num_beams", 1) == 1
+        and not gen_kwargs.get("do_sample", False)
+        and gen_kwargs.get("repetition_penalty", 1.0) in (None, 1.0)
+        and gen_kwargs.get("num_return_sequences", 1) in (None, 1)
+    )
+
+
+def _pad_rows(rows: List[List[int]], pad_id: int) -> torch.Tensor:
+    width = max(1, max(len(r) for r in rows))
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
 
 
 def _pack(chunk: List[List[List[int]]], prefix_mask: torch.Tensor, pad_id: int, dtype: torch.dtype) -> Dict[str, Any]:
@@ -267,11 +307,14 @@ class EncoderDecoderAdapter(LLMAdapter):
             )
         return out.loss
 
-    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
-        """Per-sample NLL of ``continuations`` (no eos) in the decoder, given ``[visual][prompt]``; (B,)."""
+    def continuation_nll(
+        self, prefix, prefix_mask, prompts, continuations, reduction="mean", add_eos=False
+    ) -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (``add_eos``: followed by ``</s>``) in the decoder, given
+        ``[visual][prompt]``; (B,)."""
         with self.autocast():
             embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
-            labels, dec_mask = self._targets(continuations, add_eos=False)
+            labels, dec_mask = self._targets(continuations, add_eos=add_eos)
             logits = self.lm(
                 inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_attention_mask=dec_mask
             ).logits

@@ -19,8 +19,7 @@ Parameter names equal LAVIS's (``visual_encoder``, ``ln_vision``, ``query_tokens
 import contextlib
 import logging
 import os
-from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -28,9 +27,12 @@ from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+from ..aio.optimizer import InstructionOptimizer
+from ..aio.trace import AIOTrace
 from ..paths import package_path
 from . import tokenizers
-from .config import AIO_MODES, VisLingInstructCfg, choice
+from .aio_backend import VisLingInstructBackend
+from .config import VisLingInstructCfg, choice
 from .cross_modal_attention import CrossModalAlignmentAttention
 from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
 from .qformer import build_qformer
@@ -70,8 +72,9 @@ class VisLingInstruct(BaseModel):
         llm_width = hidden.hidden_size if family == "decoder_only" else hidden.d_model
         setattr(self, self.adapter.proj_attr, nn.Linear(cfg.qformer.hidden_size, llm_width))
         self.apply_freezing()
-        self._aio_cache: Dict[str, str] = {}  # AIO stage-1 rewrites, memoized by instruction text
-        self.aio_counters: Counter = Counter()  # AIO stage calls, for benchmarks and logs
+        self.weights_version = 0  # bumped when weights are loaded or trained: AIO's rewrite cache depends on it
+        self.instruction_optimizer = InstructionOptimizer(cfg.aio, VisLingInstructBackend(self))
+        self._truncation_reported = False
 
     # ----------------------------------------------------------------------------------------------- set-up
 
@@ -103,6 +106,16 @@ class VisLingInstruct(BaseModel):
         trainable = {n: p.numel() for n, p in self.named_parameters() if p.requires_grad}
         groups = sorted({n.split(".")[0] for n in trainable})
         logger.info("trainable parameters: %d in %s", sum(trainable.values()), groups)
+
+    def train(self, mode: bool = True) -> "VisLingInstruct":
+        """``nn.Module.train``; entering training mode also invalidates AIO's memoized rewrites."""
+        if mode:
+            self.mark_weights_changed()
+        return super().train(mode)
+
+    def mark_weights_changed(self) -> None:
+        """Record that the weights changed (loaded or trained), so AIO does not reuse rewrites of the old ones."""
+        self.weights_version += 1
 
     def maybe_autocast(self, dtype: torch.dtype = torch.float16):
         """Autocast on GPU (fp16 for ViT and Vicuna, bf16 for T5), nothing on CPU, as LAVIS."""
@@ -186,12 +199,24 @@ class VisLingInstruct(BaseModel):
         num_captions: int = 1,
         temperature: float = 1,
         aio: Optional[str] = None,
-    ) -> List[str]:
-        """One generated text per sample (``num_captions`` per sample when sampling several), batched."""
+        return_traces: bool = False,
+    ) -> Union[List[str], Tuple[List[str], List[AIOTrace]]]:
+        """One generated text per sample (``num_captions`` per sample when sampling several), batched.
+
+        Args:
+            samples: ``image`` (B, 3, H, W), ``text_input`` (the instructions; or LAVIS's ``prompt``) and, for AIO,
+                optionally ``keep_spans`` (per sample, the task content an optimized instruction must keep).
+            aio: ``off``, ``rewrite`` or ``full`` (default: ``model.aio.mode``); the answer uses ``trace.used``.
+            return_traces: Also return one :class:`~lavis_vislinginstruct.aio.trace.AIOTrace` per sample.
+            The rest: LAVIS's InstructBLIP decoding arguments.
+
+        Returns:
+            The texts, or ``(texts, traces)`` with ``return_traces``.
+        """
         image_embeds = self.encode_image(samples["image"])
-        instructions = self.instructions_for(samples, image_embeds, aio)
+        instructions, traces = self.instructions_for(samples, image_embeds, aio)
         prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
-        return self.adapter.generate(
+        texts = self.adapter.generate(
             prefix,
             prefix_mask,
             instructions,
@@ -205,6 +230,7 @@ class VisLingInstruct(BaseModel):
             length_penalty=length_penalty,
             num_return_sequences=num_captions,
         )
+        return (texts, traces) if return_traces else texts
 
     def predict_answers(
         self,
@@ -218,11 +244,13 @@ class VisLingInstruct(BaseModel):
         prompt: str = "",
         length_penalty: Optional[float] = None,
         aio: Optional[str] = None,
+        return_traces: bool = False,
         **kwargs,
-    ) -> List[str]:
+    ) -> Union[List[str], Tuple[List[str], List[AIOTrace]]]:
         """Short answers for VQA (LAVIS signature). ``prompt`` with ``{}`` is filled with each ``text_input``.
 
         Only ``inference_method="generate"`` exists, as in InstructBLIP; ``answer_list`` is not used.
+        ``return_traces`` as :meth:`generate`.
         """
         if inference_method != "generate":
             raise ValueError(f"inference_method must be 'generate', got {inference_method!r}")
@@ -233,7 +261,7 @@ class VisLingInstruct(BaseModel):
             length_penalty = 0 if self.cfg.llm.family == "decoder_only" else -1
         return self.generate(
             samples, num_beams=num_beams, max_length=max_len, min_length=min_len, length_penalty=length_penalty,
-            aio=aio,
+            aio=aio, return_traces=return_traces,
         )
 
     @torch.no_grad()
@@ -245,7 +273,8 @@ class VisLingInstruct(BaseModel):
         score: str = "sum",
         aio: Optional[str] = None,
         chunk_size: int = 128,
-    ) -> Dict[str, List[List[Any]]]:
+        return_traces: bool = False,
+    ) -> Dict[str, List[Any]]:
         """Rank candidate answers by LM loss (lowest first).
 
         Args:
@@ -257,9 +286,10 @@ class VisLingInstruct(BaseModel):
                 ``mean`` (per token; does not favour short candidates as the sum does).
             aio: instruction optimization mode (``off``/``rewrite``/``full``); defaults to the config's.
             chunk_size: candidate rows scored per LLM call.
+            return_traces: also return the AIO traces under ``"traces"``.
 
         Returns:
-            ``{"rankings": [[best_idx, ...], ...], "scores": [[nll per candidate], ...]}``.
+            ``{"rankings": [[best_idx, ...], ...], "scores": [[nll per candidate], ...]}`` (+ ``"traces"``).
         """
         choice(score, {"mean", "sum"}, "score")
         cands = samples.get("candidates") if candidates is None else candidates
@@ -268,49 +298,64 @@ class VisLingInstruct(BaseModel):
         n = samples["image"].size(0)
         cands = _per_sample_candidates(cands, n)
         image_embeds = self.encode_image(samples["image"])
-        instructions = self.instructions_for(samples, image_embeds, aio)
+        instructions, traces = self.instructions_for(samples, image_embeds, aio)
         prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
         scores = self.adapter.rank(prefix, prefix_mask, instructions, cands, reduction=score, chunk_size=chunk_size)
         rankings = [sorted(range(len(s)), key=lambda j, s=s: (s[j], j)) for s in scores]
-        return {"rankings": rankings, "scores": scores}
+        out: Dict[str, List[Any]] = {"rankings": rankings, "scores": scores}
+        if return_traces:
+            out["traces"] = traces
+        return out
 
     # ------------------------------------------------------------------------------------------- helpers
 
     def instructions_for(
-        self, samples: Dict[str, Any], image_embeds: torch.Tensor, aio: Optional[str], select: str = ""
-    ) -> List[str]:
-        """The instruction each sample is answered with: the initial one, or AIO's choice (traces kept in
-        ``samples["aio_traces"]``)."""
+        self, samples: Dict[str, Any], image_embeds: torch.Tensor, aio: Optional[str], select: Optional[str] = None
+    ) -> Tuple[List[str], List[AIOTrace]]:
+        """The instruction each sample is answered with (the initial one, or AIO's choice) and the AIO traces."""
         key = "text_input" if "text_input" in samples else "prompt"
         instructions = self._instructions(samples, key, image_embeds, default=self.cfg.prompt)
-        mode = choice(aio or self.cfg.aio.mode, AIO_MODES, "aio")
-        if mode == "off":
-            return instructions
-        from ..aio.optimizer import optimize_batch
-
-        traces = optimize_batch(self, samples, image_embeds, instructions, mode, select)
-        samples["aio_traces"] = traces
-        return [t["used"] for t in traces]
+        traces = self.instruction_optimizer.optimize(
+            image_embeds, instructions, samples.get("keep_spans"), mode=aio or self.cfg.aio.mode, select=select
+        )
+        self._report_truncation(traces)
+        return [t.used for t in traces], traces
 
     @torch.no_grad()
     def optimize_instructions(
-        self, samples: Dict[str, Any], mode: str = "full", select: str = ""
-    ) -> List[Dict[str, Any]]:
-        """AIO traces (initial, rewritten, both IAS, comparison prompt, generated, used, reason) per sample."""
-        from ..aio.optimizer import optimize_batch
-
+        self, samples: Dict[str, Any], mode: str = "full", select: Optional[str] = None
+    ) -> List[AIOTrace]:
+        """The AIO traces (initial, rewritten, both IAS, comparison prompt, optimized, used, reason) per sample."""
         image_embeds = self.encode_image(samples["image"])
         instructions = self._instructions(samples, "text_input", image_embeds)
-        return optimize_batch(self, samples, image_embeds, instructions, mode, select)
+        return self.instruction_optimizer.optimize(
+            image_embeds, instructions, samples.get("keep_spans"), mode=mode, select=select
+        )
 
     @torch.no_grad()
     def instruction_alignment_score(self, samples: Dict[str, Any], instructions: Sequence[str]) -> torch.Tensor:
-        """Instruction Alignment Score (eq. 3) of ``instructions[i]`` for image ``i``: per-sample mean NLL; (B,)."""
-        from ..aio.optimizer import instruction_alignment_score
+        """Instruction Alignment Score (eq. 3) of ``instructions[i]`` for image ``i``: per-sample mean NLL; (B,).
 
+        As the official ``calculate_ias``: the Q-Former reads the instruction being scored, and the scored
+        continuation after the Appendix C prompt is the instruction followed by the end-of-sequence token.
+        """
         image_embeds = self.encode_image(samples["image"])
         instructions = self._instructions({"instructions": instructions}, "instructions", image_embeds)
-        return instruction_alignment_score(self, image_embeds, instructions)
+        rows = list(range(len(instructions)))
+        return torch.tensor(self.instruction_optimizer.alignment_scores(image_embeds, rows, instructions))
+
+    def _report_truncation(self, traces: List[AIOTrace]) -> None:
+        """Warn once per model when instructions are longer than the Q-Former reads (later cases: debug log)."""
+        cut = [t for t in traces if any("Q-Former tokens" in n for n in t.notes)]
+        if not cut:
+            return
+        level = logging.DEBUG if self._truncation_reported else logging.WARNING
+        logger.log(
+            level, "%d of %d instructions are longer than qformer.max_txt_len=%d tokens and are cut (first: %s). "
+            "Reported once; AIO traces note each case.", len(cut), len(traces), self.cfg.qformer.max_txt_len,
+            cut[0].notes[0],
+        )
+        self._truncation_reported = True
 
     def _instructions(
         self, samples: Dict[str, Any], key: str, image_embeds: torch.Tensor, default: str = ""

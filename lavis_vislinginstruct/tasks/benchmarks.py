@@ -242,13 +242,16 @@ VARIANTS: Dict[str, Tuple[bool, str, str]] = {
 }
 
 
-def variant_name(cmaa: bool, aio: str, select: str = "generated") -> str:
+def variant_name(cmaa: bool, aio: str, select: str = "generated", order: str = "ias") -> str:
     """Name of the ablation row of (CMAA on/off, AIO mode): a key of :data:`VARIANTS`, or ``cmaa-<on|off>_aio-<mode>``
-    for the two combinations Table 2 does not have; ``_best-ias`` is appended for ``aio.select: best_ias``."""
+    for the two combinations Table 2 does not have; ``_best-ias`` is appended for ``aio.select: best_ias`` and
+    ``_shuffled`` for ``aio.order: shuffled`` (the comparison prompt's scores shuffled, full AIO only)."""
     name = next((k for k, (c, a, _) in VARIANTS.items() if c == bool(cmaa) and a == aio), None)
     name = name or f"cmaa-{'on' if cmaa else 'off'}_aio-{aio}"
     if aio != "off" and select and select != "generated":
         name += f"_{select.replace('_', '-')}"
+    if aio == "full" and order and order != "ias":
+        name += f"_{order}"
     return name
 
 

@@ -10,14 +10,17 @@ Both tasks run in LAVIS 1.0.2's evaluation flow (``RunnerBase.evaluate`` → ``t
    with the same ``run.output_dir`` and job id, therefore resumes where it stopped.
 2. ``after_evaluation``: rank 0 merges all shards (one record per ``instance_id``, dataset order; a missing
    sample is an error), scores them with the benchmark's metric (:mod:`.benchmarks`), and writes
-   ``<split>_predictions.json``, ``<split>_metrics.json`` and, with AIO on, ``<split>_aio_traces.json``. Every rank
-   returns the same metrics dict (``agg_metrics`` = the Table 1 number).
+   ``<split>_predictions.json``, ``<split>_metrics.json`` and, with AIO on, ``<split>_traces.json`` (the AIO
+   traces). Every rank returns the same metrics dict (``agg_metrics`` = the Table 1 number).
 
 The model never formats prompts: samples carry ``text_input`` (Table 4's instruction, filled by the dataset).
 Generation calls ``model.generate`` (captioning) or ``model.predict_answers`` (short answers); ranking calls
 ``model.predict_class`` over ``samples["candidates"]`` (NLL, lower is better). CMAA and AIO are model settings
 (``model.cmaa.enabled``, ``model.aio.mode``), so ``--options model.aio.mode=rewrite`` switches the ablation row; the
-model fills ``samples["aio_traces"]`` and the traces are kept with the predictions.
+model returns one AIO trace per sample (``return_traces=True``) and the traces are kept with the predictions. A
+resumed run first gives the model the rewrites of the samples it already finished
+(``InstructionOptimizer.remember``), so the remaining samples get the rewrites, and traces, of an uninterrupted run.
+The summary counts how often AIO changed the instruction, lost task content and fell back (``summary["aio"]``).
 
 Run keys read here (``run:`` section): ``benchmark`` (default: inferred from the dataset), ``test_splits`` (default:
 the benchmark's split), ``resume`` (default True), ``max_samples`` (first N samples only; 0 = all), generation:
@@ -32,7 +35,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -44,6 +47,7 @@ from lavis.tasks.base_task import BaseTask
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Subset
 
+from ..aio.trace import AIOTrace, summarize
 from ..datasets.builders.base import resolve_storage
 from ..models.config import VisLingInstructCfg
 from .benchmarks import Benchmark, benchmark_for, variant_name
@@ -103,8 +107,10 @@ class VliEvalTask(BaseTask):
             "cmaa": bool(typed.cmaa.enabled),
             "aio": typed.aio.mode,
             "aio_select": typed.aio.select,
+            "aio_guard": typed.aio.guard,
+            "aio_order": typed.aio.order,
             "finetuned": model_container.get("finetuned", "") or "",
-            "variant": variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select),
+            "variant": variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select, typed.aio.order),
         }
         if model_info["finetuned"] and typed.finetuned != model_info["finetuned"]:
             raise ValueError(
@@ -160,13 +166,17 @@ class VliEvalTask(BaseTask):
         rank, world = get_rank(), get_world_size()
         store.repair(rank)
         _barrier()
-        done = store.done_ids()
+        done_records = store.read()
+        done = {str(r["instance_id"]) for r in done_records if "instance_id" in r}
+        remembered = _remember_rewrites(model, done_records)
         pending = [i for i, sample_id in enumerate(ids) if sample_id not in done]
         mine = pending[rank::world]
         logger.info(
             "%s %s: %d samples, %d already predicted, %d to predict on %d rank(s)",
             self.benchmark.name, split, len(ids), len(ids) - len(pending), len(pending), world,
         )
+        if remembered:
+            logger.info("AIO: %d rewrites of finished samples reused", remembered)
 
         if cuda_enabled is None:
             cuda_enabled = next(model.parameters()).is_cuda
@@ -185,22 +195,20 @@ class VliEvalTask(BaseTask):
 
     def valid_step(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
         """One record per sample: id, the model's output, the instruction used, ground truth, AIO trace."""
-        samples.pop("aio_traces", None)
-        outputs = self.predict(model, samples)
-        traces = samples.get("aio_traces")
+        outputs, traces = self.predict(model, samples)
         records = []
         for i, output in enumerate(outputs):
             record = {"instance_id": str(samples["instance_id"][i]), **output}
-            record["instruction"] = traces[i]["used"] if traces else samples["text_input"][i]
+            record["instruction"] = traces[i].used
             for key in self.benchmark.gt_keys:
                 record[key] = _plain(samples[key][i])
-            if traces:
-                record["aio"] = _plain(traces[i])
+            if traces[i].mode != "off":
+                record["aio"] = traces[i].to_dict()
             records.append(record)
         return records
 
-    def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
-        """The model's output fields for each sample of the batch."""
+    def predict(self, model, samples: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], List[AIOTrace]]:
+        """The model's output fields for each sample of the batch, and the AIO traces."""
         raise NotImplementedError
 
     # -------------------------------------------------------------------------------------------- results
@@ -236,7 +244,8 @@ class VliEvalTask(BaseTask):
         }
         traces = [{"instance_id": r["instance_id"], **r["aio"]} for r in records if r.get("aio")]
         if traces:
-            files["aio_traces"] = store.write_json("aio_traces.json", traces, indent=None)
+            files["traces"] = store.write_json("traces.json", traces, indent=None)
+        aio_counts = summarize([AIOTrace.from_dict(t) for t in traces]) if traces else None
         value = float(scores[self.benchmark.metric])
         summary = {
             "benchmark": self.benchmark.name,
@@ -247,6 +256,7 @@ class VliEvalTask(BaseTask):
             "agg_metrics": value,
             "metrics": scores,
             "num_samples": len(records),
+            "aio": aio_counts,
             "model": dict(self.model_info),
             "variant": self.model_info["variant"],
             "task": {"name": self.task_name, **self.settings},
@@ -261,6 +271,12 @@ class VliEvalTask(BaseTask):
             handle.write(json.dumps({split_name: {"agg_metrics": value, **scores}}) + "\n")
         bench = self.benchmark
         logger.info("%s %s (%s): %s = %.2f", bench.name, split_name, summary["variant"], bench.metric, value)
+        if aio_counts:
+            logger.info(
+                "AIO on %d samples: instruction changed %d, task content lost %d, guard (%s) fell back %d, empty %d",
+                aio_counts["samples"], aio_counts["changed"], aio_counts["content_lost"],
+                self.model_info.get("aio_guard", "?"), aio_counts["guard_fired"], aio_counts["empty"],
+            )
         return summary
 
     # ------------------------------------------------------------------------------------------- helpers
@@ -309,10 +325,14 @@ class GenerationTask(VliEvalTask):
         if s["method"] == "generate":
             if s["repetition_penalty"] is not None:
                 kwargs["repetition_penalty"] = s["repetition_penalty"]
-            texts = model.generate(samples, max_length=s["max_len"], min_length=s["min_len"], **kwargs)
+            texts, traces = model.generate(
+                samples, max_length=s["max_len"], min_length=s["min_len"], return_traces=True, **kwargs
+            )
         else:
-            texts = model.predict_answers(samples, max_len=s["max_len"], min_len=s["min_len"], **kwargs)
-        return [{"prediction": text.strip()} for text in texts]
+            texts, traces = model.predict_answers(
+                samples, max_len=s["max_len"], min_len=s["min_len"], return_traces=True, **kwargs
+            )
+        return [{"prediction": text.strip()} for text in texts], traces
 
 
 @registry.register_task("vli_ranking")
@@ -336,14 +356,16 @@ class RankingTask(VliEvalTask):
 
     def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
         """Best candidate (index and text) and every candidate's NLL."""
-        out = model.predict_class(samples, score=self.settings["score"], chunk_size=self.settings["chunk_size"])
+        out = model.predict_class(
+            samples, score=self.settings["score"], chunk_size=self.settings["chunk_size"], return_traces=True
+        )
         records = []
         for ranking, scores, candidates in zip(out["rankings"], out["scores"], samples["candidates"]):
             best = int(ranking[0])
             records.append(
                 {"prediction": best, "prediction_text": candidates[best], "scores": [float(x) for x in scores]}
             )
-        return records
+        return records, out["traces"]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -357,6 +379,14 @@ def _instance_ids(dataset) -> List[str]:
             "need a vli_* dataset"
         )
     return [str(ann["instance_id"]) for ann in annotation]
+
+
+def _remember_rewrites(model, records: List[Dict[str, Any]]) -> int:
+    """Give the model's AIO the rewrites of already finished samples (a resumed run then equals an uninterrupted
+    one); returns how many."""
+    optimizer = getattr(model, "instruction_optimizer", None)
+    pairs = [(r["aio"]["initial"], r["aio"]["rewritten"]) for r in records if r.get("aio")]
+    return optimizer.remember(pairs) if optimizer is not None and pairs else 0
 
 
 def _barrier() -> None:
