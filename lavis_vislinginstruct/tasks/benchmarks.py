@@ -10,8 +10,8 @@ Dialog only, generation for the other six.
 
 * VSR generates an answer to Table 4's true/false question, read by :func:`metrics.true_false_answer` ("true"/"yes"
   = 1, "false"/"no" = 0 after lower-casing and dropping punctuation; anything else is wrong and counted as
-  ``no_answer``). Ranking the candidates "true"/"false" stays available with ``run.task: vli_ranking`` (a two-way
-  classification cannot give an off-list answer, so it scores at least as high for a model that rambles).
+  ``no_answer``). Ranking the candidates "true"/"false" stays available with ``run.task: vli_ranking`` (which
+  cannot give an off-list answer).
 * GQA reports LAVIS's exact match (``accuracy``) and, beside it, the same with the answer normalized too
   (``accuracy_normalized_answer``; :mod:`metrics.vqa_accuracy` says why they differ).
 
