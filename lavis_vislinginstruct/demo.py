@@ -130,7 +130,7 @@ def write_initialization(path: str, seed: int) -> str:
         if isinstance(module, torch.nn.Linear) and ".crossattention." in f".{name}.":
             torch.nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({"model": model.state_dict()}, path)
+    torch.save({"model": model.full_state_dict()}, path)  # every weight (state_dict() is the trainable ones)
     return path
 
 

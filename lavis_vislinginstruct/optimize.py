@@ -36,7 +36,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="which instruction is used after the comparison (default: the model config's)")
     ap.add_argument("--answer", action="store_true", help="also answer with the instruction finally used")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--options", nargs="*", default=[], help="model config overrides, key=value")
+    ap.add_argument("--options", nargs="*", default=[],
+                    help="model config overrides, key=value, with or without evaluate.py's model. prefix "
+                         "(cmaa.enabled=False = model.cmaa.enabled=False)")
     ap.add_argument("--json", action="store_true", help="print the trace as JSON")
     return ap.parse_args(argv)
 

@@ -136,3 +136,15 @@ def test_summary_counts():
               sample_trace(optimized="", lost_spans=[], used="Q: colour? A:", reason="empty output"),
               AIOTrace(mode="off", initial="x")]
     assert summarize(traces) == {"samples": 3, "changed": 1, "content_lost": 2, "guard_fired": 1, "empty": 1}
+
+
+def test_token_counts_are_memoized_and_cache_size_zero_still_works():
+    backend = FakeBackend()
+    calls = []
+    backend.llm_token_counts = lambda texts: calls.append(list(texts)) or [len(t.split()) for t in texts]
+    opt = InstructionOptimizer(AIOCfg(), backend)
+    opt.rewrite(["a b c", "d e"])
+    opt.rewrite(["a b c", "f"])
+    assert calls == [["a b c", "d e"], ["f"]]
+    opt = InstructionOptimizer(AIOCfg(cache_size=0), backend)
+    assert opt.rewrite(["a b c"]) and opt.rewrite(["a b c"]) and opt.cache_info()["size"] == 0

@@ -55,14 +55,16 @@ class InstructionOptimizer:
         self.cfg = cfg
         self.backend = backend
         self._rewrites: "OrderedDict[tuple, str]" = OrderedDict()
+        self._lengths: "OrderedDict[tuple, int]" = OrderedDict()  # token counts, so no text is tokenized twice
         self.hits = 0
         self.misses = 0
 
     # ------------------------------------------------------------------------------------------ the cache
 
     def clear(self) -> None:
-        """Forget every memoized rewrite."""
+        """Forget every memoized rewrite (and token count)."""
         self._rewrites.clear()
+        self._lengths.clear()
 
     def cache_info(self) -> Dict[str, int]:
         """Rewrites held, cache hits and misses since construction."""
@@ -111,7 +113,9 @@ class InstructionOptimizer:
 
     def alignment_scores(self, features: Any, rows: Sequence[int], instructions: Sequence[str]) -> List[float]:
         """IAS (eq. 3) of ``instructions[i]`` for image ``features[rows[i]]``; lower is better."""
-        prefix = self.backend.visual_prefix(features, rows, instructions)
+        return self._scores(self.backend.visual_prefix(features, rows, instructions), instructions)
+
+    def _scores(self, prefix: Any, instructions: Sequence[str]) -> List[float]:
         prompts = [self.cfg.ias_prompt] * len(instructions)
         return [float(x) for x in self.backend.continuation_nll(prefix, prompts, instructions)]
 
@@ -164,17 +168,19 @@ class InstructionOptimizer:
         start = time.perf_counter()
         n = len(traces)
         texts = [tr.initial for tr in traces] + [tr.rewritten for tr in traces]
-        ias = self.alignment_scores(features, list(range(n)) * 2, texts)
+        ias_prefix = self.backend.visual_prefix(features, list(range(n)) * 2, texts)
+        ias = self._scores(ias_prefix, texts)
         timings["ias"] = time.perf_counter() - start
         # stage 2b: the comparison prompt; the model, seeing the image, writes the optimized instruction
         start = time.perf_counter()
-        best = []
+        best_rows = []  # the Q-Former reads what the prompt presents as best: that prefix was built for the IAS
         for i, tr in enumerate(traces):
             tr.ias_initial, tr.ias_rewritten = ias[i], ias[n + i]
             shown = self._shown_pairs(tr)
             tr.comparison_prompt = comparison_prompt(shown, cfg.compare_template, cfg.compare_cue)
-            best.append(min(reversed(shown), key=lambda p: p[1])[0])  # what the prompt presents as best
-        prefix = self.backend.visual_prefix(features, list(range(n)), best)
+            best = min(reversed(shown), key=lambda p: p[1])[0]
+            best_rows.append(i if best == tr.initial else n + i)
+        prefix = self.backend.prefix_rows(ias_prefix, best_rows)
         outs = self.backend.generate(prefix, [tr.comparison_prompt for tr in traces], self._decoding(instructions))
         for tr, text in zip(traces, outs):
             tr.optimized = text.strip()
@@ -235,16 +241,34 @@ class InstructionOptimizer:
         cfg = self.cfg
         cap = cfg.max_new_tokens
         if cap <= 0:
-            longest = max(self.backend.llm_token_counts(list(instructions)))
+            longest = max(self._counts("llm", instructions))
             cap = min(int(1.25 * longest) + 4, cfg.max_new_tokens_limit)
         return {"num_beams": cfg.num_beams, "max_new_tokens": cap,
                 "prompt_lookup_num_tokens": cfg.prompt_lookup_num_tokens}
 
     def _note_truncation(self, traces: List[AIOTrace]) -> None:
-        budgets = self.backend.qformer_token_budget([tr.initial for tr in traces])
-        for tr, (n, limit) in zip(traces, budgets):
+        texts = [tr.initial for tr in traces]
+        limits = self._counts("qformer_limit", texts)
+        for tr, n, limit in zip(traces, self._counts("qformer", texts), limits):
             if n > limit:
                 tr.notes.append(f"instruction has {n} Q-Former tokens; only the last {limit} are read")
+
+    def _counts(self, kind: str, texts: Sequence[str]) -> List[int]:
+        """Token counts (``llm``, ``qformer``, ``qformer_limit``) of ``texts``, memoized per backend and text."""
+        token = self.backend.cache_token()
+        todo = list(dict.fromkeys(t for t in texts if (kind, token, t) not in self._lengths))
+        if todo:
+            if kind == "llm":
+                found = {t: (n,) for t, n in zip(todo, self.backend.llm_token_counts(todo))}
+            else:
+                found = dict(zip(todo, self.backend.qformer_token_budget(todo)))
+            for text, value in found.items():
+                for name, count in zip(("llm",) if kind == "llm" else ("qformer", "qformer_limit"), value):
+                    self._lengths[(name, token, text)] = count
+        counts = [self._lengths[(kind, token, t)] for t in texts]
+        while len(self._lengths) > max(self.cfg.cache_size, 0) * 3:
+            self._lengths.popitem(last=False)
+        return counts
 
 
 def _choice(value: str, allowed: Sequence[str], what: str) -> str:

@@ -26,6 +26,9 @@ class AIOBackend(Protocol):
     def visual_prefix(self, features: Any, rows: Sequence[int], texts: Sequence[str]) -> Prefix:
         """The prefix of image ``features[rows[i]]`` read together with ``texts[i]`` (the Q-Former's text)."""
 
+    def prefix_rows(self, prefix: Prefix, rows: Sequence[int]) -> Prefix:
+        """The rows ``rows`` of a prefix (the comparison stage reuses the IAS stage's prefixes)."""
+
     def generate(self, prefix: Optional[Prefix], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy or beam generation of one text per prompt, after ``prefix`` (``None``: the LLM alone).
 

@@ -29,6 +29,11 @@ class VisLingInstructBackend:
         index = torch.as_tensor(list(rows), dtype=torch.long, device=features.device)
         return self.model.visual_prefix(features.index_select(0, index), list(texts))
 
+    def prefix_rows(self, prefix: Tuple, rows: Sequence[int]) -> Tuple:
+        """Rows ``rows`` of an (embeds, mask) prefix."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=prefix[0].device)
+        return prefix[0].index_select(0, index), prefix[1].index_select(0, index)
+
     def generate(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy/beam decoding with the LLM adapter (``prefix`` None: the LLM alone, no visual tokens)."""
         embeds, mask = prefix if prefix is not None else (None, None)

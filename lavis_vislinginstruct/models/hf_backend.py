@@ -117,6 +117,11 @@ class HFInstructBlipBackend:
         embeds = embeds.to(self.adapter.lm.get_input_embeddings().weight.dtype)
         return embeds, torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
 
+    def prefix_rows(self, prefix: Tuple, rows: Sequence[int]) -> Tuple:
+        """Rows ``rows`` of an (embeds, mask) prefix."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=prefix[0].device)
+        return prefix[0].index_select(0, index), prefix[1].index_select(0, index)
+
     @torch.no_grad()
     def generate(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy/beam decoding after ``prefix`` (``None``: the LLM alone)."""

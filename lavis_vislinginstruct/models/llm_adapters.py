@@ -321,7 +321,12 @@ class EncoderDecoderAdapter(LLMAdapter):
         return sequence_nll(logits, labels, reduction)
 
     def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
-        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there."""
+        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there.
+
+        ``prompt_lookup_num_tokens`` is ignored: HF's prompt-lookup decoding takes one sequence at a time, and the
+        decoder-only loop of :mod:`.decoding` has no encoder-decoder counterpart here.
+        """
+        gen_kwargs.pop("prompt_lookup_num_tokens", None)
         if "max_length" in gen_kwargs:
             gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
         with self.autocast():
