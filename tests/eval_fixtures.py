@@ -47,7 +47,7 @@ def tiny_config(benchmark: str, tmp: Path, llm: str = "", aio: str = "off", **ru
     cfg.model.aio.mode = aio
     cfg.model.aio.max_new_tokens = 6
     (builder,) = list(cfg.datasets)
-    cfg.datasets[builder].vis_processor.eval.image_size = 32
+    OmegaConf.update(cfg, f"datasets.{builder}.vis_processor.eval.image_size", 32, force_add=True)
     overrides = {
         "device": "cpu",
         "runner": "runner_vli",

@@ -373,10 +373,12 @@ class EncoderDecoderAdapter(LLMAdapter):
     def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128, return_greedy=False):
         """Candidate NLLs (candidates end with eos, as LAVIS) decoding against one encoder pass per sample.
 
+        The prompt is not truncated (LAVIS's T5 ``_predict_class`` tokenizes it whole: long ScienceQA hints and
+        Visual Dialog histories stay in); only the Q-Former text, in ``visual_prefix``, is cut to ``max_txt_len``.
         With ``return_greedy``, also per candidate whether greedy decoding would produce it (eos included).
         """
         with self.autocast():
-            embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
+            embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts, truncate=False)
             encoded = self.lm.encoder(inputs_embeds=embeds, attention_mask=mask, return_dict=True).last_hidden_state
         eos = self.output_tokenizer.eos_token_id
         rows, cand_ids = _flatten_candidates(

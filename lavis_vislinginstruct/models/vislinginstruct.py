@@ -287,7 +287,7 @@ class VisLingInstruct(BaseModel):
         samples: Dict[str, Any],
         candidates: Optional[Sequence[Sequence[str]]] = None,
         n_segments: int = 1,
-        score: str = "mean",
+        score: str = "sum",
         aio: Optional[str] = None,
         chunk_size: int = 128,
         return_traces: bool = False,
@@ -300,7 +300,8 @@ class VisLingInstruct(BaseModel):
                 ``candidates``.
             candidates: one list per sample (lengths may differ), or one list shared by the whole batch.
             n_segments: accepted for LAVIS compatibility; chunking is governed by ``chunk_size``.
-            score: ``mean`` NLL per candidate token (default) or ``sum`` (LAVIS's behaviour, favours short answers).
+            score: ``sum`` of the candidate tokens' NLL (default: LAVIS's ``_predict_class`` and the paper) or their
+                ``mean`` (per token; does not favour short candidates as the sum does).
             aio: instruction optimization mode (``off``/``rewrite``/``full``); defaults to the config's.
             chunk_size: candidate rows scored per LLM call.
             return_traces: also return the AIO traces under ``"traces"``.

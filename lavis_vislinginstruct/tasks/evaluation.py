@@ -25,7 +25,9 @@ The summary counts how often AIO changed the instruction, lost task content and 
 Run keys read here (``run:`` section): ``benchmark`` (default: inferred from the dataset), ``test_splits`` (default:
 the benchmark's split), ``resume`` (default True), ``max_samples`` (first N samples only; 0 = all), generation:
 ``inference_method``, ``num_beams``, ``max_len``, ``min_len``, ``length_penalty``, ``repetition_penalty``; ranking:
-``score`` (mean | sum NLL per candidate), ``chunk_size``; Visual Dialog: ``visdial_dense_annotations`` (NDCG).
+``score`` (``sum`` (default) | ``mean`` NLL per candidate, :meth:`RankingTask.settings_from`), ``chunk_size``;
+Visual Dialog: ``visdial_dense_annotations`` (NDCG). ``run.task`` picks the protocol: each benchmark runs with the
+paper's (section 4.3), and VSR also with ``vli_ranking`` (:mod:`.benchmarks`).
 """
 
 import datetime
@@ -93,8 +95,9 @@ class VliEvalTask(BaseTask):
         """Resolve the benchmark (``run.benchmark`` or the config's dataset), settings and ablation switches."""
         run = cfg.run_cfg
         bench = benchmark_for(run.get("benchmark"), list(cfg.datasets_cfg.keys()))
-        if bench.family != cls.family:
-            raise ValueError(f"{bench.name} is a {bench.family} benchmark: set run.task to vli_{bench.family}")
+        if cls.family not in bench.families:
+            allowed = " or ".join(f"vli_{family}" for family in bench.families)
+            raise ValueError(f"{bench.name} is evaluated by {allowed}, not {cls.task_name}: set run.task accordingly")
         settings = cls.settings_from(run, bench)
         model_container = OmegaConf.to_container(cfg.model_cfg, resolve=True)
         typed = VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
@@ -120,6 +123,7 @@ class VliEvalTask(BaseTask):
             "max_samples": int(run.get("max_samples", 0) or 0),
             "test_splits": list(run.get("test_splits") or [bench.split]),
             "visdial_dense_annotations": resolve_storage(dense) if dense else "",
+            "protocol": cls.family,  # tells the scorer of a benchmark with two protocols (VSR) which one ran
         }
         fingerprint_settings = {
             "benchmark": bench.name,
@@ -333,14 +337,19 @@ class GenerationTask(VliEvalTask):
 
 @registry.register_task("vli_ranking")
 class RankingTask(VliEvalTask):
-    """Candidate ranking by LM loss (``predict_class``): VSR, IconQA, ScienceQA, Hateful Memes, Visual Dialog."""
+    """Candidate ranking by LM loss (``predict_class``): IconQA, ScienceQA, Hateful Memes, Visual Dialog (and VSR on
+    request)."""
 
     family = "ranking"
     task_name = "vli_ranking"
 
     @classmethod
     def settings_from(cls, run_cfg, benchmark: Benchmark) -> Dict[str, Any]:
-        score = run_cfg.get("score", "mean")
+        """``run.score`` defaults to ``sum``, the paper's protocol: InstructBLIP's ``_predict_class`` in LAVIS
+        ranks by the summed NLL of the candidate's tokens (T5 sums; Vicuna divides by one padded length that all
+        candidates of a sample share, which orders them as the sum). ``mean`` (per-token NLL) is an option: it does
+        not favour short candidates as the sum does, but it is not what the paper's numbers used."""
+        score = run_cfg.get("score", "sum")
         if score not in ("mean", "sum"):
             raise ValueError(f"run.score must be mean or sum (NLL per candidate), got {score!r}")
         return {"score": score, "chunk_size": int(run_cfg.get("chunk_size", 128))}

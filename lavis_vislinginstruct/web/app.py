@@ -39,7 +39,7 @@ def messages(conversation: Conversation, pending: Optional[Tuple[str, str]] = No
     """
     pairs = [(t.question, _answer_text(t)) for t in conversation.turns]
     if pending is not None:
-        pairs.append((pending[0], pending[1] or "…"))
+        pairs.append((pending[0], pending[1].lstrip() or "…"))  # as the final answer, which is stripped
     out: List[Dict[str, Any]] = []
     for question, answer in pairs:
         out += [{"role": "user", "content": [{"type": "text", "text": question}]},
