@@ -35,6 +35,7 @@ from transformers import (BertTokenizer, BlipImageProcessor, InstructBlipConfig,
 
 from lavis_vislinginstruct import evaluate  # noqa: E402
 from lavis_vislinginstruct.integrations import lmms_eval as adapter  # noqa: E402
+from lavis_vislinginstruct.metrics.vqa_accuracy import process_digit_article, process_punctuation  # noqa: E402
 from lavis_vislinginstruct.paths import package_path  # noqa: E402
 from lavis_vislinginstruct.tasks import benchmarks as bm  # noqa: E402
 
@@ -180,7 +181,9 @@ def test_generation_task_equals_evaluate_py(tmp_path, llm):
     assert len(direct) == 3 and all(direct)
     annotations = tmp_path / "cache" / "gqa" / "annotations" / "testdev_balanced_questions.json"
     questions = json.loads(annotations.read_text())
-    for question, answer in zip(questions.values(), direct[:2] + ["not an answer"]):
+    normalized = [process_digit_article(process_punctuation(text)) for text in direct[:2]]  # GQA compares these
+    assert all(normalized)
+    for question, answer in zip(questions.values(), normalized + ["not an answer"]):
         question["answer"] = answer
     annotations.write_text(json.dumps(questions))
     dataset = build_split("gqa", cfg_path)
