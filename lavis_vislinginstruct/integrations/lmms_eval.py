@@ -29,8 +29,8 @@ and ``model_type``, or ``model_spec`` (a spec file, :mod:`lavis_vislinginstruct.
 ``cmaa`` (true/false) and ``aio`` (off | rewrite | full), the ablation switches of Table 2 (unset: what the
 config or spec says); ``device``, ``dtype`` (auto | fp16 | bf16 | fp32), ``load_in_8bit`` / ``load_in_4bit``;
 ``batch_size``; ``repetition_penalty``, ``length_penalty``, ``min_new_tokens``, ``max_new_tokens`` (when the task
-gives none); ``score`` (sum: the NLL of the whole continuation, the default; mean: per token, as lmms-eval's
-LLaVA returns it and as ``evaluate.py`` ranks by default); ``chunk_size``; ``aio_traces`` (folder of the AIO traces).
+gives none); ``score`` (sum: the NLL of the whole continuation, the default, as ``evaluate.py`` ranks; mean: per
+token, as lmms-eval's LLaVA returns it); ``chunk_size``; ``aio_traces`` (folder of the AIO traces).
 The device: ``device`` or lmms-eval's ``--device`` (not both: lmms-eval passes its own as a keyword), default cuda.
 
 AIO traces (section 3.2): with AIO on, each document's trace (initial, rewritten and optimized instruction, IAS,
