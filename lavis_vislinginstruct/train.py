@@ -115,7 +115,10 @@ def init_distributed(run_cfg) -> bool:
     """Join (or create) the process group and record rank, world size and device in ``run_cfg``.
 
     Returns:
-        Whether this call created the group (then :func:`main` destroys it at the end).
+        Whether :func:`main` should destroy the group at the end: only the group of one made here without a
+        launcher. A launcher's group (torchrun, SLURM) lives as long as the process, as in LAVIS's ``train.py``:
+        destroying it and joining again through the same store in the same process can pass a barrier on the
+        old group's keys (seen as a rank merging before another had written, when ``main`` ran twice).
     """
     run_cfg.distributed = True
     if not run_cfg.get("dist_url"):
@@ -127,7 +130,7 @@ def init_distributed(run_cfg) -> bool:
         return False
     if use_cuda and _launched():
         init_distributed_mode(run_cfg)  # LAVIS: NCCL, torch.cuda.set_device(LOCAL_RANK)
-        return True
+        return False
     if _launched():
         run_cfg.rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
         run_cfg.world_size = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
@@ -149,7 +152,7 @@ def init_distributed(run_cfg) -> bool:
     )
     if run_cfg.world_size > 1:
         setup_for_distributed(run_cfg.rank == 0)  # LAVIS: only rank 0 prints
-    return True
+    return not _launched()
 
 
 def prepare_paths(run_cfg) -> None:
