@@ -2,8 +2,10 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-PIP := $(VENV)/bin/pip
+# pip through the venv's python: a venv copied by hard links keeps a bin/pip whose shebang names the original venv
+PIP := $(PY) -m pip
 STAMP := $(VENV)/.vli-installed
+LMMS_STAMP := $(VENV)/.vli-lmms-installed
 REF := .cache/reference/lavis_main
 
 .PHONY: setup test demo bench clean
@@ -16,8 +18,14 @@ $(STAMP): setup.cfg constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q torch==2.14.1 torchvision==0.29.1
 	$(PIP) install -q --no-deps salesforce-lavis==1.0.2
-	$(PIP) install -q -c constraints.txt -e ".[test]"
+	$(PIP) install -q -c constraints.txt -e ".[test,web,lowmem]"
 	$(PY) -c "import lavis_vislinginstruct, lavis.models; print('lavis-vislinginstruct ready')"
+	touch $@
+
+# The `lmms` extra (lmms-eval), which the lmms-eval adapter's tests need: `make test` installs it, `make setup` not.
+$(LMMS_STAMP): $(STAMP)
+	$(PIP) install -q -c constraints.txt -e ".[test,web,lowmem,lmms]"
+	$(PY) -c "import lmms_eval.models as m; assert 'vislinginstruct' in m.list_available_models()"
 	touch $@
 
 # LAVIS main's InstructBLIP source (as shipped in the ammico-lavis wheel), used only by the equivalence tests.
@@ -31,8 +39,8 @@ $(REF)/.done:
 	rm -rf .cache/reference/wheel
 	touch $@
 
-test: setup
-	$(PY) -m flake8 lavis_vislinginstruct tests bench tools train.py evaluate.py
+test: setup $(LMMS_STAMP)
+	$(PY) -m flake8 lavis_vislinginstruct lavis_vislinginstruct_lmms.py tests bench tools train.py evaluate.py
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 demo: setup

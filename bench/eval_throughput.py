@@ -8,8 +8,8 @@ memoized rewrite does not hide the rewrite cost). Prints samples per second and 
 
     python bench/eval_throughput.py [--batches 4] [--batch-size 4] [--arch vicuna t5] [--threads 1]
 
-One torch thread by default: on a shared or busy machine several OpenMP threads per process wait on each other
-and the timings swing by 10x or more; with one thread they repeat within a few percent.
+One torch thread by default, and process CPU time: on a shared or busy machine several OpenMP threads per process
+wait on each other and wall times swing by 10x or more; one thread's CPU time repeats within a few percent.
 """
 import argparse
 import os
@@ -70,16 +70,16 @@ def task_for(family: str):
 
 
 def throughput(model, family: str, mode: str, batches: int, size: int) -> float:
-    """Samples per second of ``valid_step`` over ``batches`` batches after one warm-up batch."""
+    """Samples per CPU second of ``valid_step`` over ``batches`` batches after one warm-up batch."""
     task = task_for(family)
     model.cfg.aio.mode = mode
-    model._aio_cache.clear()
+    model.instruction_optimizer.clear()
     task.valid_step(model, batch(family, 10_000, size))  # warm-up
-    start = time.perf_counter()
+    start = time.process_time()
     for index in range(batches):
         records = task.valid_step(model, batch(family, index, size))
         assert len(records) == size
-    return batches * size / (time.perf_counter() - start)
+    return batches * size / (time.process_time() - start)
 
 
 def main(argv: List[str] = None) -> None:

@@ -192,7 +192,7 @@ def write_initialization(path: str, seed: int) -> str:
         if isinstance(module, torch.nn.Linear) and ".crossattention." in f".{name}.":
             torch.nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    torch.save({"model": model.state_dict()}, path)
+    torch.save({"model": model.full_state_dict()}, path)  # every weight (state_dict() is the trainable ones)
     return path
 
 
@@ -523,7 +523,7 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
     _step(8, "report: intervals, paired differences, AIO figures")
     cols = [b for b in ORDER if b in size.benchmarks]
     rows = {row: {b: _read(s["files"]["predictions"]) for b, s in per.items()} for row, per in results.items()}
-    traces = {row: {b: _read(s["files"].get("aio_traces")) for b, s in per.items()}
+    traces = {row: {b: _read(s["files"].get("traces")) for b, s in per.items()}
               for row, per in results.items() if ROWS[row].aio != "off"}
     reported = {row: {b: s["value"] for b, s in per.items()} for row, per in results.items()}
     figures = analysis.analyse(rows, traces, cols, reported)

@@ -1,9 +1,10 @@
 """The demo's figures: Table 2's rows with bootstrap intervals, paired differences, AIO's own figures, the IAS premise.
 
 Input: for each row of the demo's table (:data:`lavis_vislinginstruct.demo.ROWS`) and each held-out set, the merged
-prediction records and AIO traces that ``evaluate.py`` writes (``<split>_predictions.json``,
-``<split>_aio_traces.json``). Output: one JSON-ready dict (``results.json``) and the markdown of ``results.md``;
-tables and the chart go through :mod:`lavis_vislinginstruct.figures`, the code path the report uses.
+prediction records and AIO traces that ``evaluate.py`` writes (``<split>_predictions.json``; ``<split>_traces.json``,
+:class:`~lavis_vislinginstruct.aio.trace.AIOTrace` dicts). Output: one JSON-ready dict (``results.json``) and the
+markdown of ``results.md``; tables and the chart go through :mod:`lavis_vislinginstruct.figures`, the code path the
+report uses, and traces through :func:`~lavis_vislinginstruct.aio.trace.format_trace`.
 
 Figures (VisLingInstruct, NAACL 2024, section 3.2 and Table 2):
 
@@ -21,16 +22,13 @@ Figures (VisLingInstruct, NAACL 2024, section 3.2 and Table 2):
   the paired difference, with intervals.
 * **IAS vs correctness**: Pearson's ``r`` between an instruction's IAS and the correctness of the answer under it,
   over both instructions of every sample (negative: a lower IAS goes with right answers), with an interval.
-
-Trace fields are read by their :class:`~lavis_vislinginstruct.aio.trace.AIOTrace` names (``optimized``,
-``lost_spans``, ``guard_fired``), with the older dict keys (``generated``) as fallback.
 """
 
-from typing import Any, Callable, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lavis_vislinginstruct.aio.guard import missing_spans
+from lavis_vislinginstruct.aio.trace import AIOTrace, format_trace
 from lavis_vislinginstruct.figures import (
     Line,
     Panel,
@@ -67,26 +65,6 @@ def _ci(interval: Interval, scale: float = 100.0) -> Dict[str, Any]:
     return interval.scaled(scale).to_dict(digits=2)
 
 
-def optimized_of(trace: Dict[str, Any]) -> Optional[str]:
-    """The instruction AIO's comparison stage wrote (``optimized``; ``generated`` in older traces)."""
-    return trace.get("optimized", trace.get("generated"))
-
-
-def lost_spans_of(trace: Dict[str, Any]) -> List[str]:
-    """Task spans the optimized instruction does not contain verbatim (the content guard's test)."""
-    if trace.get("lost_spans") is not None:
-        return list(trace["lost_spans"])
-    text = optimized_of(trace)
-    return missing_spans(text, trace.get("keep_spans") or []) if text else list(trace.get("keep_spans") or [])
-
-
-def guard_fired_of(trace: Dict[str, Any]) -> bool:
-    """Whether the guard replaced the optimized instruction (older traces: a ``lost task content`` reason)."""
-    if "guard_fired" in trace:
-        return bool(trace["guard_fired"])
-    return str(trace.get("reason") or "").startswith("lost task content")
-
-
 def _aligned(records: Records, by_id: Dict[str, Any], what: str) -> List[Any]:
     missing = [r["instance_id"] for r in records if r["instance_id"] not in by_id]
     if missing:
@@ -106,15 +84,15 @@ def aio_figures(traces: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     changed = [t["used"] != t["initial"] for t in traces]
     kept = [content_kept(t["initial"], t["used"]) for t in traces]
     kept_when_changed = [k for k, c in zip(kept, changed) if c]
-    optimized = [optimized_of(t) for t in traces]
+    optimized = [t.get("optimized") for t in traces]
     return {
         "samples": len(traces),
         "changed": rate(changed),
         "content_kept": rate(kept),
         "content_kept_when_changed": rate(kept_when_changed),
         "rewrite_content_kept": rate([content_kept(t["initial"], t.get("rewritten")) for t in traces]),
-        "verbatim_spans_lost": rate([bool(lost_spans_of(t)) for t, o in zip(traces, optimized) if o is not None]),
-        "guard_fired": rate([guard_fired_of(t) for t in traces]),
+        "verbatim_spans_lost": rate([bool(t["lost_spans"]) for t, o in zip(traces, optimized) if o is not None]),
+        "guard_fired": rate([bool(t["guard_fired"]) for t in traces]),
         "empty_outputs": sum(1 for o in optimized if o is not None and not o.strip()),
         "counts": {"changed": sum(changed), "content_kept_when_changed": sum(kept_when_changed)},
     }
@@ -308,19 +286,8 @@ def chart(path: str, figures: Dict[str, Any], labels: Dict[str, str], benchmarks
     return bar_chart(path, [panel], ylabel="accuracy on held-out scenes (%)", headroom=1.35)
 
 
-def trace_text(trace: Dict[str, Any], answer: str, right: bool, bench: str,
-               formatter: Optional[Callable[[Dict[str, Any]], str]] = None) -> str:
-    """One trace as Figure 3 shows it: initial and rewritten with their scores, the optimized instruction, the one
-    used, the answer and whether it was right."""
-    def score(key: str) -> str:
-        return "-" if trace.get(key) is None else f"{trace[key]:.2f}"
-
-    lines = [
-        f"[{bench} {trace['instance_id']}]",
-        f"  initial   (IAS {score('ias_initial')}): {trace['initial']}",
-        f"  rewritten (IAS {score('ias_rewritten')}): {trace.get('rewritten')}",
-        f"  optimized: {optimized_of(trace)}",
-        f"  used:      {trace['used']}" + (f"  [{trace['reason']}]" if trace.get("reason") else ""),
-        f"  answer:    {answer}  ({'right' if right else 'wrong'})",
-    ]
-    return "\n".join(lines)
+def trace_text(trace: Dict[str, Any], answer: str, right: bool, bench: str) -> str:
+    """One trace as Figure 3 shows it, with the shared formatter: initial and rewritten with their scores, the
+    comparison prompt, the optimized instruction, the one used, then the answer and whether it was right."""
+    head = f"[{bench} {trace['instance_id']}]"
+    return head + "\n" + format_trace(AIOTrace.from_dict(trace), "text", {"answer": answer, "right": right})

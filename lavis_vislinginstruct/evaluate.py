@@ -15,6 +15,11 @@ with the set-up of :mod:`lavis_vislinginstruct.train` (process group, also gloo 
   instead of LAVIS's timestamp. Results go to ``<run.output_dir>/<job id>/result/``; running the same command again
   resumes an interrupted run (``run.resume=False`` starts over), and each row has its own directory.
 * ``run.test_splits`` defaults to the benchmark's evaluation split (Appendix D).
+* **Checks**: the ``--options`` keys and every run and model value are checked before anything is built
+  (:mod:`lavis_vislinginstruct.options`), and a model whose weights no file provided (no InstructBLIP
+  ``checkpoint``/``hf_checkpoint``, no ViT or LLM files) is refused after it is built, naming what is missing,
+  unless its model type is random on purpose (``tiny``) or ``run.allow_random_weights=True``: such a run would
+  score near zero without a word.
 
 ``main(argv)`` returns ``{"output_dir", "result_dir", "metrics": {split: summary}}``; the summaries are also in
 ``<result_dir>/<split>_metrics.json``, which ``python -m lavis_vislinginstruct.report`` turns into the paper's tables.
@@ -28,29 +33,21 @@ import torch.distributed as dist
 from omegaconf import OmegaConf
 
 import lavis_vislinginstruct  # noqa: F401  (registers the plugin)
+from lavis_vislinginstruct.models.config import VisLingInstructCfg
 from lavis_vislinginstruct.tasks.benchmarks import benchmark_for, variant_name
-from lavis_vislinginstruct.train import build_runner, setup
+from lavis_vislinginstruct.train import build_runner, require_weights, setup
 
 logger = logging.getLogger(__name__)
 
-AIO_MODES = ("off", "rewrite", "full")
-
 
 def normalize_switches(cfg) -> None:
-    """Validate the ablation switches and the run keys evaluation needs, filling defaults in place.
+    """Fill the evaluation defaults in place: ``aio.mode`` spelled ``off``, ``run.evaluate``, ``run.test_splits``.
 
-    Raises:
-        ValueError: On an unknown AIO mode or a non-boolean ``model.cmaa.enabled``.
+    The values themselves were checked when the config was loaded (``train.setup``).
     """
     model = cfg.config.model
-    mode = OmegaConf.select(model, "aio.mode", default=None)
-    if mode is False:  # YAML/--options read a bare `off` as false
+    if OmegaConf.select(model, "aio.mode", default=None) is False:  # YAML/--options read a bare `off` as false
         OmegaConf.update(model, "aio.mode", "off", force_add=True)
-    elif mode is not None and mode not in AIO_MODES:
-        raise ValueError(f"model.aio.mode must be one of {', '.join(AIO_MODES)}, got {mode!r}")
-    enabled = OmegaConf.select(model, "cmaa.enabled", default=None)
-    if enabled is not None and not isinstance(enabled, bool):
-        raise ValueError(f"model.cmaa.enabled must be True or False, got {enabled!r}")
 
     run = cfg.run_cfg
     run.evaluate = True
@@ -63,13 +60,8 @@ def default_job_id(cfg) -> str:
     """``run.job_id``, else the ablation row of the model settings (see module docstring)."""
     if cfg.run_cfg.get("job_id"):
         return str(cfg.run_cfg.job_id)
-    model = cfg.model_cfg
-    return variant_name(
-        bool(OmegaConf.select(model, "cmaa.enabled", default=True)),
-        OmegaConf.select(model, "aio.mode", default="off"),
-        OmegaConf.select(model, "aio.select", default="generated"),
-        OmegaConf.select(model, "aio.order", default="ias"),
-    )
+    typed = VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
+    return variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select, typed.aio.order)
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -81,6 +73,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         task = tasks.setup_task(cfg)
         datasets = task.build_datasets(cfg)
         model = task.build_model(cfg)
+        require_weights(cfg, model, "evaluate", frozen_only=False)
         runner = build_runner(cfg, job_id, task, model, datasets)
         logs = runner.evaluate(skip_reload=True)
     finally:

@@ -7,7 +7,6 @@ Real weights: ``--model-type vicuna7b --options llm.model=/path/to/vicuna-7b`` (
 local InstructBLIP file). ``--keep`` names text the optimized instruction must keep (e.g. the question).
 """
 import argparse
-import json
 import logging
 import sys
 from typing import List, Optional
@@ -15,6 +14,7 @@ from typing import List, Optional
 import torch
 
 import lavis_vislinginstruct  # noqa: F401  (registers the models)
+from lavis_vislinginstruct.aio.trace import format_trace
 from lavis_vislinginstruct.datasets.datasets.base import load_image
 from lavis_vislinginstruct.models.loading import load_with_options
 
@@ -32,10 +32,13 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--instruction", required=True, help="the initial instruction")
     ap.add_argument("--keep", action="append", default=[], help="text the optimized instruction must keep")
     ap.add_argument("--mode", default="full", choices=["rewrite", "full"])
-    ap.add_argument("--select", default="", choices=["", "generated", "best_ias"])
+    ap.add_argument("--select", default="", choices=["", "generated", "best_ias"],
+                    help="which instruction is used after the comparison (default: the model config's)")
     ap.add_argument("--answer", action="store_true", help="also answer with the instruction finally used")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--options", nargs="*", default=[], help="model config overrides, key=value")
+    ap.add_argument("--options", nargs="*", default=[],
+                    help="model config overrides, key=value, with or without evaluate.py's model. prefix "
+                         "(cmaa.enabled=False = model.cmaa.enabled=False)")
     ap.add_argument("--json", action="store_true", help="print the trace as JSON")
     return ap.parse_args(argv)
 
@@ -56,32 +59,12 @@ def main(argv: Optional[List[str]] = None) -> dict:
         raise SystemExit(f"error: {err}")
     samples = {"image": vis["eval"](image).unsqueeze(0).to(args.device), "text_input": [args.instruction],
                "keep_spans": [args.keep]}
-    (trace,) = model.optimize_instructions(samples, mode=args.mode, select=args.select)
+    (trace,) = model.optimize_instructions(samples, mode=args.mode, select=args.select or None)
+    extra = {}
     if args.answer:
-        trace["answer"] = model.generate({"image": samples["image"], "text_input": [trace["used"]]},
-                                         max_length=30)[0]
-    if args.json:
-        print(json.dumps(trace, indent=2, ensure_ascii=False))
-    else:
-        print(format_trace(trace))
-    return trace
-
-
-def format_trace(trace: dict) -> str:
-    """A human-readable trace."""
-    rows = [("initial", trace["initial"]), ("rewritten", trace["rewritten"])]
-    if trace.get("ias_initial") is not None:
-        rows += [("IAS initial", f"{trace['ias_initial']:.4f}"), ("IAS rewritten", f"{trace['ias_rewritten']:.4f}"),
-                 ("comparison prompt", trace["comparison_prompt"]), ("generated", trace["generated"])]
-    if trace.get("ias_generated") is not None:
-        rows.append(("IAS generated", f"{trace['ias_generated']:.4f}"))
-    rows.append(("used", trace["used"]))
-    if trace["reason"]:
-        rows.append(("reason", trace["reason"]))
-    rows += [("note", n) for n in trace["notes"]]
-    if "answer" in trace:
-        rows.append(("answer", trace["answer"]))
-    return "\n".join(f"{k:>18}: {v}" for k, v in rows)
+        extra["answer"] = model.generate({"image": samples["image"], "text_input": [trace.used]}, max_length=30)[0]
+    print(format_trace(trace, "json" if args.json else "text", extra))
+    return {**trace.to_dict(), **extra}
 
 
 if __name__ == "__main__":

@@ -11,6 +11,11 @@ the plugin's models, builders, tasks, runners and schedulers. Additions:
 * **Paths.** ``run.cache_root`` (optional) is where relative dataset ``storage`` paths are resolved (LAVIS reads it
   from its own ``configs/default.yaml``, ``/export/home/.cache/lavis``); a relative ``run.output_dir`` is taken from
   the working directory (LAVIS resolves it inside its installed package).
+* **Checks before anything is built** (:mod:`lavis_vislinginstruct.options`): ``--options`` keys and the run
+  section against the known keys, their values by type and choice, the model section by the typed model config;
+  the device against the runner (``runner_base`` on GPU, ``runner_vli`` on CPU). After the model is built, a
+  model whose frozen weights no file provided is refused (``model.check_weights_loaded``; ``tiny`` is random on
+  purpose, ``run.allow_random_weights=True`` overrides).
 
 ``main(argv)`` returns the runner after training, so tests and benchmarks can read its ``output_dir``.
 """
@@ -37,11 +42,13 @@ from lavis.common.utils import now
 
 import lavis_vislinginstruct  # noqa: F401  (registers the plugin)
 from lavis_vislinginstruct.models.spec import spec_options
+from lavis_vislinginstruct.options import check_config, check_options
 from lavis_vislinginstruct.paths import set_cache_root
+from lavis_vislinginstruct.runners import runner_vli
 
 logger = logging.getLogger(__name__)
 
-#: Runners that can train on a CPU (LAVIS's own need CUDA).
+#: Runners that can train on a CPU (LAVIS's own need CUDA); on a GPU the stock runner_base is used.
 CPU_RUNNERS = ("runner_vli",)
 
 
@@ -61,6 +68,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.model_spec:
         args.options = apply_model_spec(args.cfg_path, args.model_spec) + list(args.options or [])
+    check_options(args.options, args.cfg_path)
     return args
 
 
@@ -74,10 +82,12 @@ def apply_model_spec(cfg_path: str, spec: str) -> List[str]:
 
     from lavis_vislinginstruct.models.spec import read_model_spec
 
-    arch = OmegaConf.select(OmegaConf.load(cfg_path), "model.arch", default=None)
-    spec_arch = read_model_spec(spec).arch
-    if arch and arch != spec_arch:
-        raise ValueError(f"{spec} is a {spec_arch} model but {cfg_path} configures {arch}; use a {spec_arch} config")
+    project = OmegaConf.load(cfg_path)
+    model = read_model_spec(spec)
+    for key, what in (("arch", "a"), ("model_type", "model type")):
+        mine, theirs = OmegaConf.select(project, f"model.{key}", default=None), model[key]
+        if mine and mine != theirs:
+            raise ValueError(f"{spec} is {what} {theirs} model but {cfg_path} configures {mine}; use a {theirs} config")
     return spec_options(spec)
 
 
@@ -105,7 +115,10 @@ def init_distributed(run_cfg) -> bool:
     """Join (or create) the process group and record rank, world size and device in ``run_cfg``.
 
     Returns:
-        Whether this call created the group (then :func:`main` destroys it at the end).
+        Whether :func:`main` should destroy the group at the end: only the group of one made here without a
+        launcher. A launcher's group (torchrun, SLURM) lives as long as the process, as in LAVIS's ``train.py``:
+        destroying it and joining again through the same store in the same process can pass a barrier on the
+        old group's keys (seen as a rank merging before another had written, when ``main`` ran twice).
     """
     run_cfg.distributed = True
     if not run_cfg.get("dist_url"):
@@ -117,7 +130,7 @@ def init_distributed(run_cfg) -> bool:
         return False
     if use_cuda and _launched():
         init_distributed_mode(run_cfg)  # LAVIS: NCCL, torch.cuda.set_device(LOCAL_RANK)
-        return True
+        return False
     if _launched():
         run_cfg.rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", 0)))
         run_cfg.world_size = int(os.environ.get("WORLD_SIZE", os.environ.get("SLURM_NTASKS", 1)))
@@ -139,7 +152,7 @@ def init_distributed(run_cfg) -> bool:
     )
     if run_cfg.world_size > 1:
         setup_for_distributed(run_cfg.rank == 0)  # LAVIS: only rank 0 prints
-    return True
+    return not _launched()
 
 
 def prepare_paths(run_cfg) -> None:
@@ -150,19 +163,21 @@ def prepare_paths(run_cfg) -> None:
 
 
 def check_device(run_cfg) -> None:
-    """Fail early, with the fix, when the configuration cannot run on this machine."""
+    """Fail early, with the fix, when the configuration cannot run (``runner_base`` on GPU, ``runner_vli`` on CPU)."""
     runner = run_cfg.get("runner", "runner_base")
+    if registry.get_runner_class(runner) is None:
+        raise ValueError(f"run.runner {runner!r} is not registered")
+    if runner in CPU_RUNNERS:
+        runner_vli.check_device(run_cfg.device)
+    if run_cfg.device == "cpu" and runner not in CPU_RUNNERS:
+        raise ValueError(f"run.runner {runner!r} needs CUDA; on a CPU use one of {', '.join(CPU_RUNNERS)}")
+    if run_cfg.device == "cpu" and run_cfg.get("amp", False):
+        raise ValueError("run.amp (fp16 autocast with a GradScaler) needs CUDA; set run.amp=False on a CPU")
     if str(run_cfg.device).startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(
             f"run.device is {run_cfg.device!r} but no CUDA device is visible; on a CPU use "
             "projects/vislinginstruct/train/tiny.yaml or --options run.device=cpu run.runner=runner_vli run.amp=False"
         )
-    if run_cfg.device == "cpu" and runner not in CPU_RUNNERS:
-        raise ValueError(f"run.runner {runner!r} needs CUDA; on a CPU use one of {', '.join(CPU_RUNNERS)}")
-    if run_cfg.device == "cpu" and run_cfg.get("amp", False):
-        raise ValueError("run.amp (fp16 autocast with a GradScaler) needs CUDA; set run.amp=False on a CPU")
-    if registry.get_runner_class(runner) is None:
-        raise ValueError(f"run.runner {runner!r} is not registered")
 
 
 def setup(argv: Optional[List[str]] = None) -> Tuple[Config, str, bool]:
@@ -173,6 +188,7 @@ def setup(argv: Optional[List[str]] = None) -> Tuple[Config, str, bool]:
     """
     job_id = now()
     cfg = Config(parse_args(argv))
+    check_config(cfg)
     check_device(cfg.run_cfg)
     created = init_distributed(cfg.run_cfg)
     setup_seeds(cfg)
@@ -188,6 +204,12 @@ def build_runner(cfg: Config, job_id: str, task, model, datasets):
     return runner_cls(cfg=cfg, job_id=job_id, task=task, model=model, datasets=datasets)
 
 
+def require_weights(cfg: Config, model, purpose: str, frozen_only: bool) -> None:
+    """Refuse a model whose weights (``frozen_only``: frozen ones) no file provided, unless the run allows it."""
+    if hasattr(model, "check_weights_loaded") and not cfg.run_cfg.get("allow_random_weights", False):
+        model.check_weights_loaded(purpose, frozen_only=frozen_only)
+
+
 def main(argv: Optional[List[str]] = None):
     """Train as the configuration says; returns the runner (its ``output_dir`` holds log and checkpoints)."""
     cfg, job_id, created = setup(argv)
@@ -195,6 +217,7 @@ def main(argv: Optional[List[str]] = None):
         task = tasks.setup_task(cfg)
         datasets = task.build_datasets(cfg)
         model = task.build_model(cfg)
+        require_weights(cfg, model, "train", frozen_only=True)
         runner = build_runner(cfg, job_id, task, model, datasets)
         runner.train()
     finally:

@@ -4,6 +4,7 @@ import socket
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")  # lmms-eval tasks read local files through `datasets`
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import pytest  # noqa: E402
@@ -23,11 +24,20 @@ def _guarded_connect(self, address):
     raise RuntimeError(f"test tried to open a network connection to {address!r}")
 
 
+_real_create_connection = socket.create_connection
+
+
+def _guarded_create_connection(address, *args, **kwargs):
+    """``socket.create_connection`` to this machine only (it returns the connected socket, as the real one)."""
+    if not str(address[0]).startswith(_LOOPBACK):
+        raise RuntimeError(f"test tried to open a network connection to {address!r}")
+    return _real_create_connection(address, *args, **kwargs)
+
+
 @pytest.fixture(autouse=True)
 def no_network(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
-    monkeypatch.setattr(socket, "create_connection",
-                        lambda address, *a, **k: _guarded_connect(socket.socket(), address))
+    monkeypatch.setattr(socket, "create_connection", _guarded_create_connection)
 
 
 @pytest.fixture(autouse=True)

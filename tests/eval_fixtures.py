@@ -47,7 +47,7 @@ def tiny_config(benchmark: str, tmp: Path, llm: str = "", aio: str = "off", **ru
     cfg.model.aio.mode = aio
     cfg.model.aio.max_new_tokens = 6
     (builder,) = list(cfg.datasets)
-    cfg.datasets[builder].vis_processor.eval.image_size = 32
+    OmegaConf.update(cfg, f"datasets.{builder}.vis_processor.eval.image_size", 32, force_add=True)
     overrides = {
         "device": "cpu",
         "runner": "runner_vli",
@@ -75,7 +75,7 @@ def read_jsonl(path: Path) -> List[Dict]:
 def result_files(result_dir: str, split: str) -> Dict[str, Path]:
     """The merged result files of ``split`` in ``result_dir``."""
     root = Path(result_dir)
-    return {name: root / f"{split}_{name}.json" for name in ("metrics", "predictions", "aio_traces", "run")}
+    return {name: root / f"{split}_{name}.json" for name in ("metrics", "predictions", "traces", "run")}
 
 
 def load(path: Path):

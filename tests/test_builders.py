@@ -96,9 +96,11 @@ TEXTS = {
     "vli_vizwiz": "Answer the question based on the image. Reply in one phrase/word or say 'unanswerable'. "
     "Question: What flavor is this Soup? \n Short answer:",
     "vli_textvqa": "OCR tokens: STOP, ELM, ST Question: what is written on the red sign? \n Short answer:",
-    "vli_visdial": "Dialog history: Caption: two dogs playing in a backyard Q: is the photo in color A: yes "
-    "Q: how many dogs are there A: 2\nQuestion: what color is the dog \n Short answer:",
-    "vli_scienceqa": "Context: The red car moved 40 km in 1 hour. The blue car moved 55 km in 1 hour.\n"
+    # LAVIS main's _predict_class wrappers: caption, then dialog history, around GQA's instruction
+    "vli_visdial": 'This image has the caption "two dogs playing in a backyard". dialog history: q: is the photo in '
+    "color a: yes q: how many dogs are there a: 2\nQuestion: what color is the dog \n Short answer:",
+    # "context: {hint}. {prompt}" verbatim: a hint that ends with a period reads ".."
+    "vli_scienceqa": "context: The red car moved 40 km in 1 hour. The blue car moved 55 km in 1 hour.. "
     "Given the image, choose the correct option for the following question. Question: Which object moved faster? "
     "\n Options: (a) the red car (b) the blue car (c) neither; they moved at the same speed",
     "vli_hateful_memes": "This is an image with: invented hateful caption placeholder written on it. Is it hateful?",
@@ -345,6 +347,26 @@ def test_textvqa_plain_ocr_mapping(cache_root):
     dataset = build("vli_textvqa", build_info={"annotations": {"val": {"ocr_storage": str(mapping)}}})["val"]
     assert dataset[1]["text_input"] == "OCR tokens: NO, 23 Question: what number is on the jersey? \n Short answer:"
     assert dataset[0]["keep_spans"] == ["what is written on the red sign?"]  # no OCR entry → no tokens
+
+
+def test_textvqa_prompt_has_the_first_30_ocr_tokens(cache_root):
+    lay_out("vli_textvqa", cache_root)
+    tokens = [f"TOK{i}" for i in range(42)]
+    mapping = cache_root / "ocr_map.json"
+    mapping.write_text(json.dumps({"f00000000000a002": tokens}))
+    dataset = build("vli_textvqa", build_info={"annotations": {"val": {"ocr_storage": str(mapping)}}})["val"]
+    listed = ", ".join(tokens[:30])
+    assert dataset[1]["text_input"] == f"OCR tokens: {listed} Question: what number is on the jersey? \n Short answer:"
+    assert dataset[1]["keep_spans"] == ["what number is on the jersey?", listed]
+
+
+def test_visdial_first_round_has_the_caption_and_no_history(cache_root):
+    lay_out("vli_visdial", cache_root)
+    dataset = build("vli_visdial")["val"]
+    first = next(dataset[i] for i in range(len(dataset)) if dataset[i]["round_id"] == 1)
+    assert first["text_input"].startswith('This image has the caption "')
+    assert "dialog history" not in first["text_input"]
+    assert all(span in first["text_input"] for span in first["keep_spans"]) and len(first["keep_spans"]) == 2
 
 
 # ---- the real records in ../shared/benchmark-samples (research-only data, never copied into the project) ----

@@ -4,6 +4,7 @@ figures and the IAS premise, each checked against a value computed here by hand.
 import pytest
 
 from lavis_vislinginstruct import demo_analysis as analysis
+from lavis_vislinginstruct.aio.trace import AIOTrace
 from lavis_vislinginstruct.tasks.sample_scores import sample_score, sample_scores
 from lavis_vislinginstruct.world import instructions as ins
 
@@ -18,9 +19,13 @@ def gqa_records(correct):
 
 
 def trace(i, used, rewritten=Q_LEFT_COMMON, ias=(2.0, 1.0), optimized=None, **extra):
-    return {"instance_id": str(i), "initial": Q_LEFT, "rewritten": rewritten, "ias_initial": ias[0],
-            "ias_rewritten": ias[1], "optimized": used if optimized is None else optimized, "used": used,
-            "keep_spans": ["hey, what colour is the thing on the left?"], "reason": "", **extra}
+    """An AIOTrace dict as evaluation writes it (guard none: the verbatim question is lost, nothing fell back)."""
+    fields = dict(mode="full", initial=Q_LEFT, rewritten=rewritten, ias_initial=ias[0], ias_rewritten=ias[1],
+                  optimized=used if optimized is None else optimized, used=used, guard="none",
+                  keep_spans=["hey, what colour is the thing on the left?"])
+    fields.update(extra)
+    fields.setdefault("lost_spans", [] if fields["optimized"] == Q_LEFT else list(fields["keep_spans"]))
+    return {"instance_id": str(i), **AIOTrace(**fields).to_dict()}
 
 
 def test_sample_scores_reproduce_the_benchmark_metrics():
@@ -30,7 +35,7 @@ def test_sample_scores_reproduce_the_benchmark_metrics():
     assert sample_score("textvqa", record) == pytest.approx((8 * 2 / 3 + 2 * 1 / 3) / 10)
     assert sample_score("scienceqa", {"prediction": 2, "correct_choice_idx": 2}) == 1.0
     assert sample_score("vsr", {"prediction": 1, "correct_choice_idx": 0}) == 0.0  # ranked
-    assert sample_score("vsr", {"prediction": "True.", "label": 1}) == 1.0  # generated: normalized answer
+    assert sample_score("vsr", {"prediction": "True.", "label": 1}) == 1.0  # generated: the stated truth
     assert sample_score("vsr", {"prediction": "false", "label": 1}) == 0.0
     with pytest.raises(ValueError, match="not a mean of per-sample scores"):
         sample_score("flickr30k", {"prediction": "a caption"})
@@ -79,17 +84,14 @@ def test_aio_figures_count_changes_content_and_guard():
         trace(0, Q_LEFT),  # unchanged
         trace(1, Q_LEFT_COMMON),  # changed, same content
         trace(2, Q_RIGHT_COMMON),  # changed, other object
-        trace(3, Q_LEFT, optimized="red", guard_fired=True, reason="lost task content"),  # an answer: guard fell back
+        trace(3, Q_LEFT, optimized="red", guard="content", guard_fired=True, reason="lost task content"),  # an answer
     ]
     figures = analysis.aio_figures(traces)
     assert figures["changed"]["estimate"] == 50.0 and figures["counts"]["changed"] == 2
     assert figures["content_kept_when_changed"]["estimate"] == 50.0
     assert figures["content_kept"]["estimate"] == 75.0  # unchanged ones keep it, of course
     assert figures["guard_fired"]["estimate"] == 25.0
-    # older trace dicts: `generated` and the reason string
-    old = {k: v for k, v in traces[3].items() if k not in ("optimized", "guard_fired")}
-    old["generated"], old["reason"] = "red", "lost task content: 'x'"
-    assert analysis.guard_fired_of(old) and analysis.optimized_of(old) == "red"
+    assert figures["verbatim_spans_lost"]["estimate"] == 75.0  # all but the unchanged one lost the user's words
 
 
 def test_rows_must_score_the_same_samples_and_reproduce_the_reported_value():

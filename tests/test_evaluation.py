@@ -12,18 +12,19 @@ import torch
 from eval_fixtures import EVAL_CONFIGS, REPO, lay_out, load, read_jsonl, result_files, tiny_config
 from lavis.common.config import Config
 from lavis.common.registry import registry
+from omegaconf import OmegaConf
 from test_builders import SPLITS
 
-from lavis_vislinginstruct import evaluate
+from lavis_vislinginstruct import evaluate, metrics
 from lavis_vislinginstruct.tasks import benchmarks as bm
-from lavis_vislinginstruct.tasks.evaluation import GenerationTask
+from lavis_vislinginstruct.tasks.evaluation import GenerationTask, RankingTask
 from lavis_vislinginstruct.tasks.result_store import PredictionStore, ResumeMismatchError, merge_records
 
 METRIC_KEYS = {
     "flickr30k": {"cider", "cider_raw", "tokenizer", "official_tokenizer"},
     "nocaps": {"cider", "cider_raw", "tokenizer", "official_tokenizer"},
-    "vsr": {"accuracy"},
-    "gqa": {"accuracy"},
+    "vsr": {"accuracy", "no_answer"},
+    "gqa": {"accuracy", "accuracy_normalized_answer"},
     "iconqa": {"accuracy"},
     "vizwiz": {"accuracy"},
     "textvqa": {"accuracy"},
@@ -75,7 +76,7 @@ def test_aio_full_saves_traces(tmp_path):
     out = run_eval("gqa", tmp_path, aio="full")
     assert out["result_dir"].endswith(os.path.join("ema_aio", "result"))
     files = result_files(out["result_dir"], "val")
-    traces = {t["instance_id"]: t for t in load(files["aio_traces"])}
+    traces = {t["instance_id"]: t for t in load(files["traces"])}
     predictions = load(files["predictions"])
     assert len(traces) == len(predictions) == 3
     for record in predictions:
@@ -89,11 +90,11 @@ def test_table2_rows_are_options_switches(tmp_path):
     vanilla = run_eval("vsr", tmp_path, "model.cmaa.enabled=False", "model.aio.mode=off", aio="full")
     summary = vanilla["metrics"]["test"]
     assert summary["variant"] == "vanilla" and summary["model"]["cmaa"] is False and summary["model"]["aio"] == "off"
-    assert not result_files(vanilla["result_dir"], "test")["aio_traces"].exists()
+    assert not result_files(vanilla["result_dir"], "test")["traces"].exists()
     rewrite = run_eval("vsr", tmp_path, "model.aio.mode=rewrite")
     summary = rewrite["metrics"]["test"]
     assert summary["variant"] == "ema_rewrite" and summary["model"]["cmaa"] is True
-    traces = load(result_files(rewrite["result_dir"], "test")["aio_traces"])
+    traces = load(result_files(rewrite["result_dir"], "test")["traces"])
     assert len(traces) == 4 and all(t["mode"] == "rewrite" for t in traces)
     assert {Path(vanilla["output_dir"]).name, Path(rewrite["output_dir"]).name} == {"vanilla", "ema_rewrite"}
 
@@ -132,12 +133,99 @@ def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
     assert len(read_jsonl(shard)) == 3
 
 
+def test_resumed_aio_run_equals_uninterrupted_trace_for_trace(tmp_path, monkeypatch):
+    """A rewrite depends on the batch it is made in (padding); the resumed run must reuse the finished samples'
+    rewrites instead of making them again in another batch."""
+    from lavis_vislinginstruct.models.aio_backend import VisLingInstructBackend
+
+    lay_out(bm.BENCHMARKS["gqa"].builder, tmp_path / "cache")
+    (tmp_path / "cache" / ".laid_out").touch()
+    ann = next((tmp_path / "cache").rglob("testdev_balanced_questions.json"))
+    questions = json.loads(ann.read_text())
+    first, _, third = sorted(questions)
+    questions[third]["question"] = questions[first]["question"]  # batch 0 = [A, B], batch 1 = [A]
+    ann.write_text(json.dumps(questions))
+
+    real_generate = VisLingInstructBackend.generate
+
+    def batch_dependent(self, prefix, prompts, decoding):
+        if prefix is None:  # the rewrite: its output depends on what else was in the batch
+            return [f"{p} [{len(prompts)} in batch]" for p in prompts]
+        return real_generate(self, prefix, prompts, decoding)
+
+    monkeypatch.setattr(VisLingInstructBackend, "generate", batch_dependent)
+    full = run_eval("gqa", tmp_path, "run.job_id=full", aio="full", batch_size_eval=2)
+    expected = load(result_files(full["result_dir"], "val")["traces"])
+    assert len({t["rewritten"] for t in expected}) == 2 and "[2 in batch]" in expected[2]["rewritten"]
+
+    calls = {"n": 0}
+    real_predict = GenerationTask.predict
+
+    def interrupted(self, model, samples):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt("simulated interruption")
+        return real_predict(self, model, samples)
+
+    monkeypatch.setattr(GenerationTask, "predict", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run_eval("gqa", tmp_path, "run.job_id=resumed", aio="full", batch_size_eval=2)
+    monkeypatch.setattr(GenerationTask, "predict", real_predict)
+    resumed = run_eval("gqa", tmp_path, "run.job_id=resumed", aio="full", batch_size_eval=2)
+    assert resumed["metrics"]["val"]["rank0"]["new_samples"] == 1
+    got = load(result_files(resumed["result_dir"], "val")["traces"])
+    assert _without_timings(got) == _without_timings(expected)
+    aio = resumed["metrics"]["val"]["aio"]
+    assert aio["samples"] == 3 and set(aio) == {"samples", "changed", "content_lost", "guard_fired", "empty"}
+
+
+def _without_timings(traces):
+    """Traces without their measured seconds (everything else must be equal)."""
+    return [{k: v for k, v in t.items() if k != "timings"} for t in traces]
+
+
 def test_resume_with_other_settings_is_refused(tmp_path):
     run_eval("iconqa", tmp_path)
     with pytest.raises(ResumeMismatchError, match="changed: task.score"):
-        run_eval("iconqa", tmp_path, "run.score=sum")
-    again = run_eval("iconqa", tmp_path, "run.score=sum", "run.resume=False")
-    assert again["metrics"]["test"]["task"]["score"] == "sum"
+        run_eval("iconqa", tmp_path, "run.score=mean")
+    again = run_eval("iconqa", tmp_path, "run.score=mean", "run.resume=False")
+    assert again["metrics"]["test"]["task"]["score"] == "mean"
+
+
+# ---------------------------------------------------------------------------------------------- protocol
+
+
+def test_ranking_scores_by_summed_nll_unless_mean_is_asked(tmp_path):
+    assert RankingTask.settings_from(OmegaConf.create({}), bm.BENCHMARKS["iconqa"])["score"] == "sum"
+    runs = {}
+    for score in ("sum", "mean"):
+        out = run_eval("iconqa", tmp_path, f"run.score={score}", f"run.job_id={score}")
+        assert out["metrics"]["test"]["task"]["score"] == score
+        runs[score] = {r["instance_id"]: r for r in load(result_files(out["result_dir"], "test")["predictions"])}
+    lengths = []
+    for instance_id, summed in runs["sum"].items():
+        # per candidate: sum = mean x its token count, so the two runs differ by the candidates' lengths
+        lengths += [s / m for s, m in zip(summed["scores"], runs["mean"][instance_id]["scores"])]
+        assert summed["prediction"] == min(range(len(summed["scores"])), key=summed["scores"].__getitem__)
+    assert lengths == pytest.approx([round(n) for n in lengths], abs=1e-3) and min(lengths) >= 1
+    assert max(lengths) > 1  # some candidate has several tokens, so the two scores can rank differently
+
+
+def test_vsr_generates_by_default_and_ranks_on_request(tmp_path):
+    generated = run_eval("vsr", tmp_path, "run.job_id=generated")
+    summary = generated["metrics"]["test"]
+    assert summary["task"]["name"] == "vli_generation" and summary["task"]["method"] == "predict_answers"
+    records = load(result_files(generated["result_dir"], "test")["predictions"])
+    assert all(isinstance(r["prediction"], str) and "scores" not in r for r in records)
+    expected = [metrics.true_false_answer(r["prediction"]) == r["label"] for r in records]
+    assert summary["metrics"]["accuracy"] == pytest.approx(100.0 * sum(expected) / len(records))
+    ranked = run_eval("vsr", tmp_path, "run.task=vli_ranking", "run.job_id=ranked")
+    summary = ranked["metrics"]["test"]
+    assert summary["task"]["name"] == "vli_ranking" and summary["task"]["score"] == "sum"
+    records = load(result_files(ranked["result_dir"], "test")["predictions"])
+    assert all(r["prediction_text"] in ("true", "false") and len(r["scores"]) == 2 for r in records)
+    right = [r["prediction"] == r["correct_choice_idx"] for r in records]
+    assert summary["metrics"] == {"accuracy": pytest.approx(100.0 * sum(right) / len(records))}
 
 
 # ---------------------------------------------------------------------------------------- distributed
@@ -179,16 +267,16 @@ def test_finetuned_checkpoint_is_evaluated(tmp_path):
 
     from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
 
-    model = build_tiny("vislinginstruct_t5")  # vsr's smoke config is the FlanT5 one
+    model = build_tiny("vislinginstruct_t5")  # hateful_memes' smoke config is the FlanT5 one
     for param in model.parameters():
         if param.requires_grad:
             param.data.zero_()  # a projection of zeros: the image no longer reaches the LLM
     path = tmp_path / "checkpoint_2.pth"
     torch.save({"model": trainable_state_dict(model)}, path)
-    base = run_eval("vsr", tmp_path, "run.job_id=base")
-    tuned = run_eval("vsr", tmp_path, f"model.finetuned={path}", "run.job_id=tuned")
-    assert tuned["metrics"]["test"]["model"]["finetuned"] == str(path)
-    scores = [load(result_files(out["result_dir"], "test")["predictions"]) for out in (base, tuned)]
+    base = run_eval("hateful_memes", tmp_path, "run.job_id=base")
+    tuned = run_eval("hateful_memes", tmp_path, f"model.finetuned={path}", "run.job_id=tuned")
+    assert tuned["metrics"]["val"]["model"]["finetuned"] == str(path)
+    scores = [load(result_files(out["result_dir"], "val")["predictions"]) for out in (base, tuned)]
     assert [r["scores"] for r in scores[0]] != [r["scores"] for r in scores[1]]
 
 
@@ -209,8 +297,8 @@ def test_missing_image_is_a_clear_error(tmp_path):
 
 
 def test_wrong_task_family_and_unknown_aio_mode(tmp_path):
-    with pytest.raises(ValueError, match="vli_ranking"):
-        run_eval("vsr", tmp_path, "run.task=vli_generation")
+    with pytest.raises(ValueError, match="iconqa is evaluated by vli_ranking"):
+        run_eval("iconqa", tmp_path, "run.task=vli_generation")
     with pytest.raises(ValueError, match="model.aio.mode"):
         run_eval("vsr", tmp_path, "model.aio.mode=sometimes")
 
@@ -228,12 +316,88 @@ def test_shipped_configs_are_generated_and_consistent(capsys):
     for name in names:
         benchmark, llm = name.rsplit("_", 1)
         bench = bm.BENCHMARKS[benchmark]
+        raw = OmegaConf.to_container(OmegaConf.load(EVAL_CONFIGS / f"{name}.yaml"))
+        # overrides only: nothing the model, dataset or task defaults already say
+        assert raw["model"] == {"arch": bm.LLMS[llm][0], "model_type": llm, "aio": {"mode": "full", "guard": "none"}}
+        assert raw["datasets"] == {bench.builder: {}}
         cfg = Config(type("Args", (), {"cfg_path": str(EVAL_CONFIGS / f"{name}.yaml"), "options": None})())
         assert cfg.model_cfg.model_type == llm and cfg.model_cfg.arch == bm.LLMS[llm][0]
-        assert cfg.model_cfg.aio.mode == "full" and cfg.model_cfg.cmaa.enabled is True
+        assert cfg.model_cfg.aio.mode == "full" and cfg.model_cfg.cmaa.enabled is True  # cmaa: the model default
+        assert cfg.datasets_cfg[bench.builder].build_info.images.storage  # the dataset defaults are merged in
+        assert cfg.datasets_cfg[bench.builder].vis_processor.eval.image_size == 224
         assert list(cfg.datasets_cfg) == [bench.builder] and list(cfg.run_cfg.test_splits) == [bench.split]
-        assert registry.get_task_class(cfg.run_cfg.task).family == bench.family
-        assert (REPO / "run_scripts" / "vislinginstruct" / "eval" / f"{name}.sh").is_file()
+        assert registry.get_task_class(cfg.run_cfg.task).family == bench.family  # the paper's protocol
+        if bench.family == "ranking":
+            assert cfg.run_cfg.score == "sum"
+        else:
+            assert (cfg.run_cfg.num_beams, cfg.run_cfg.max_len) == (bench.num_beams, bench.max_len)
+    assert bm.BENCHMARKS["vsr"].family == "generation"
+    assert {b for b in bm.ORDER if bm.BENCHMARKS[b].family == "ranking"} == {"scienceqa", "iconqa", "hateful_memes",
+                                                                             "visdial"}  # section 4.3
+    assert sorted(p.name for p in (REPO / "run_scripts" / "vislinginstruct" / "eval").iterdir()) == [
+        "ablation.sh", "eval.sh"]
+    demo_vsr = OmegaConf.load(REPO / "projects" / "vislinginstruct" / "demo" / "eval_vsr.yaml")
+    assert demo_vsr.run.task == "vli_generation"
+
+
+README_ROWS = {"flickr30k": "Flickr30K", "nocaps": "NoCaps", "vsr": "VSR", "gqa": "GQA", "vizwiz": "VizWiz",
+               "textvqa": "TextVQA", "iconqa": "IconQA", "scienceqa": "ScienceQA", "hateful_memes": "Hateful Memes",
+               "visdial": "Visual Dialog"}  # fmt: skip
+
+
+def test_readme_protocol_table_matches_the_code():
+    from lavis_vislinginstruct.processors import templates
+
+    lines = (REPO / "README.md").read_text().split("**The protocol**", 1)[1].splitlines()
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")][1:]
+    for name, label in README_ROWS.items():
+        (row,) = [r for r in rows if label in r[0].split(", ") or r[0].startswith(label)]
+        answer, score, wrapper, _, guard = row[1:]
+        cfg = OmegaConf.load(EVAL_CONFIGS / f"{name}_vicuna7b.yaml")
+        assert answer.startswith("rank" if bm.BENCHMARKS[name].family == "ranking" else "generate"), name
+        assert ("sum" in score) == (cfg.run.get("score") == "sum"), name
+        assert guard == cfg.model.aio.guard, name
+    wrappers = {r[0]: r[3] for r in rows}
+    assert f"`{templates.CONTEXT_WRAPPER}`" in wrappers["ScienceQA (IMG)"]
+    both = templates.CAPTION_WRAPPER.format(caption="{caption}", prompt=templates.HISTORY_WRAPPER)
+    assert f"`{both}`".replace("\n", "\\n") in wrappers["Visual Dialog"]
+    assert f"first {templates.OCR_MAX_TOKENS} OCR tokens joined by `{templates.OCR_SEPARATOR.strip()}" in wrappers[
+        "TextVQA"]
+
+
+def _fake_python(tmp_path):
+    """A ``python`` on PATH that prints its arguments instead of running."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    fake = bin_dir / "python"
+    fake.write_text('#!/bin/bash\necho "python $*"\n')
+    fake.chmod(0o755)
+    return {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "NPROC": "2"}
+
+
+def test_eval_sh_launches_one_config(tmp_path):
+    script = REPO / "run_scripts" / "vislinginstruct" / "eval" / "eval.sh"
+    env = _fake_python(tmp_path)
+    out = subprocess.run([str(script), "scienceqa", "vicuna7b", "--options", "model.aio.mode=off"], env=env,
+                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    assert out.strip() == ("python -m torch.distributed.run --nproc_per_node=2 evaluate.py --cfg-path "
+                           "projects/vislinginstruct/eval/scienceqa_vicuna7b.yaml --options model.aio.mode=off")
+    bad = subprocess.run([str(script), "sciqa", "vicuna7b"], env=env, capture_output=True, text=True)
+    assert bad.returncode == 2 and "no config" in bad.stderr and "scienceqa" in bad.stderr and not bad.stdout
+    missing = subprocess.run([str(script)], env=env, capture_output=True, text=True)
+    assert missing.returncode != 0 and "usage: eval.sh <benchmark> <llm>" in missing.stderr
+
+
+def test_ablation_sh_runs_the_four_rows_of_every_benchmark(tmp_path):
+    script = REPO / "run_scripts" / "vislinginstruct" / "eval" / "ablation.sh"
+    out = subprocess.run([str(script), "flant5xl"], env=_fake_python(tmp_path), capture_output=True, text=True,
+                         check=True).stdout.strip().splitlines()  # fmt: skip
+    assert len(out) == 4 * len(bm.ORDER) + 1 and out[-1].startswith("python -m lavis_vislinginstruct.report")
+    for i, bench in enumerate(bm.ORDER):
+        rows = [line.split("--options ")[1] for line in out[4 * i : 4 * i + 4]]
+        assert all(f"eval/{bench}_flant5xl.yaml" in line for line in out[4 * i : 4 * i + 4])
+        assert rows == ["model.cmaa.enabled=False model.aio.mode=off", "model.aio.mode=off", "model.aio.mode=rewrite",
+                        "model.aio.mode=full"]  # fmt: skip
 
 
 # ----------------------------------------------------------------------------- scorers and result store
@@ -295,3 +459,5 @@ def test_variant_names():
     assert [bm.variant_name(c, a) for c, a, _ in bm.VARIANTS.values()] == list(bm.VARIANTS)
     assert bm.variant_name(False, "full") == "cmaa-off_aio-full"
     assert bm.variant_name(True, "full", "best_ias") == "ema_aio_best-ias"
+    assert bm.variant_name(True, "full", "generated", "shuffled") == "ema_aio_shuffled"
+    assert bm.variant_name(True, "rewrite", "generated", "shuffled") == "ema_rewrite"  # no comparison to shuffle

@@ -11,7 +11,7 @@ def pair(arch, monkeypatch):
     ours = build_tiny(arch, **{"cmaa.enabled": False}).eval()
     ref = build_reference(monkeypatch, ours).float().eval()  # LAVIS casts T5 to bf16; CPU runs in fp32
     # strict: LAVIS main's own construction has exactly our keys and shapes
-    ref.load_state_dict(ours.state_dict(), strict=True)
+    ref.load_state_dict(ours.full_state_dict(), strict=True)
     return ours, ref
 
 
@@ -25,7 +25,7 @@ def samples(images):
 
 def test_parameter_names_and_trainable_sets_match(pair):
     ours, ref = pair
-    assert list(ours.state_dict()) == list(ref.state_dict())
+    assert list(ours.full_state_dict()) == list(ref.state_dict())
     ref_trainable = {n for n, p in ref.named_parameters() if p.requires_grad}
     ours_trainable = {n for n, p in ours.named_parameters() if p.requires_grad}
     proj = "llm_proj" if "llm_proj.weight" in ref_trainable else "t5_proj"

@@ -6,6 +6,7 @@ No network access: the Java PTB tokenizer runs locally and is skipped when ``jav
 """
 
 import importlib.util
+import json
 import logging
 import math
 import pathlib
@@ -32,6 +33,7 @@ from lavis_vislinginstruct.metrics import (
     ranks_from_scores,
     roc_auc,
     textvqa_accuracy,
+    true_false_answer,
     visdial_metrics,
     vqa_accuracy,
 )
@@ -140,21 +142,89 @@ def test_vqa_accuracy_hand_values():
     assert vqa_accuracy("yes", ["yes"] * 3 + ["no"] * 7) == pytest.approx(0.9)
 
 
-def test_vqa_accuracy_normalizes_when_answers_differ():
-    # "two" -> "2": the prediction then matches 2 answers (0.6); without normalization it would match 1 (0.3).
-    gts = ["2", "two"] + ["4"] * 8
-    assert vqa_accuracy("Two.", gts) == pytest.approx(0.6)
-    assert vqa_accuracy("a dog", ["dog", "dog", "dog", "the dog"] + ["cat"] * 6) == pytest.approx(1.0)
-
-
-def test_vqa_accuracy_skips_normalization_when_all_answers_identical():
-    # Official: identical answers -> no punctuation/digit/article processing, even of the prediction.
-    assert vqa_accuracy("Yes.", ["yes"] * 10) == 0.0
-    assert vqa_accuracy("2", ["two"] * 10) == 0.0
-    # Whitespace cleaning still happens.
+def test_vqa_accuracy_normalizes_the_prediction_always_the_answers_only_by_punctuation():
+    # The issue's case: "two" -> "2" matches ten identical "2" (no normalization of identical answers needed).
+    assert vqa_accuracy("two", ["2"] * 10) == 1.0
+    assert vqa_accuracy("Yes.", ["yes"] * 10) == 1.0
+    assert vqa_accuracy("2", ["two"] * 10) == 0.0  # answers are never digit-mapped
+    # Mixed answers get processPunctuation only: "two" stays "two", "2" matches 1 -> 0.3; "Two." -> "2" as well.
+    assert vqa_accuracy("Two.", ["2", "two"] + ["4"] * 8) == pytest.approx(0.3)
+    # "the dog" keeps its article: 3 "dog" match -> 0.9, not 1.0.
+    assert vqa_accuracy("a dog", ["dog", "dog", "dog", "the dog"] + ["cat"] * 6) == pytest.approx(0.9)
+    # Identical answers are compared raw, mixed ones after punctuation: "yes." matches only in the mixed list.
+    assert vqa_accuracy("yes", ["yes."] * 10) == 0.0
+    assert vqa_accuracy("yes", ["yes."] * 9 + ["no"]) == 1.0
+    # The prediction's whitespace is cleaned, the answers' is not (the official evaluator strips only resAns).
     assert vqa_accuracy(" yes\n", ["yes"] * 10) == 1.0
-    # One differing answer switches normalization on: "Yes." -> "yes" matches 9.
-    assert vqa_accuracy("Yes.", ["yes"] * 9 + ["no"]) == 1.0
+    assert vqa_accuracy("yes", [" yes"] * 10) == 0.0
+
+
+class _VQALike:
+    """The two attributes ``VQAEval.evaluate`` reads of the official ``VQA`` API: ``qa`` and ``getQuesIds``."""
+
+    def __init__(self, qa):
+        self.qa = qa
+
+    def getQuesIds(self):  # noqa: N802  (the official API's name)
+        return list(self.qa)
+
+
+def _generated_vqa_cases(n: int, seed: int = 0):
+    """(prediction, answers) pairs: case, punctuation, articles, number words, digit commas, whitespace; identical,
+    nearly identical and mixed lists of 10 (or fewer) answers."""
+    rng = random.Random(seed)
+    bases = ["yes", "no", "2", "two", "Two", "ten", "10", "0", "none", "dog", "a dog", "the dog", "Dog", "1,000",
+             "1000", "1, 000", "3.5", "black/white", "black white", "t-shirt", "t shirt", "dont", "don't", "whats up",
+             "red car", "the Red car", "unanswerable", "i'm", "im", "left side", "(left)", "yes!", "no?",
+             "ok"]  # fmt: skip
+    decorations = [lambda t: t, str.upper, str.title, lambda t: t + ".", lambda t: t + "!", lambda t: " " + t,
+                   lambda t: t + " ", lambda t: t + "\n", lambda t: "the " + t, lambda t: "a " + t,
+                   lambda t: t.replace(" ", "-"), lambda t: t + ",", lambda t: '"' + t + '"']  # fmt: skip
+    cases = []
+    for _ in range(n):
+        pool = rng.sample(bases, rng.randint(1, 3))
+        kind = rng.random()
+        count = 10 if rng.random() < 0.9 else rng.randint(1, 9)
+        if kind < 0.3:  # all identical
+            answers = [rng.choice(pool)] * count
+        elif kind < 0.5:  # identical but one
+            answers = [pool[0]] * (count - 1) + [rng.choice(decorations)(rng.choice(pool))]
+            rng.shuffle(answers)
+        else:  # mixed, some decorated
+            answers = [rng.choice(decorations)(rng.choice(pool)) if rng.random() < 0.3 else rng.choice(pool)
+                       for _ in range(count)]  # fmt: skip
+        source = rng.choice(pool + [rng.choice(bases)])
+        prediction = rng.choice(decorations)(source) if rng.random() < 0.6 else source
+        cases.append((prediction, answers))
+    return cases
+
+
+def test_vqa_accuracy_equals_the_official_evaluator_on_generated_cases(capsys):
+    spec = importlib.util.find_spec("lavis")
+    if spec is None:
+        pytest.skip("LAVIS not installed")
+    module_spec = importlib.util.spec_from_file_location(
+        "_official_vqa_eval", pathlib.Path(spec.origin).parent / "common" / "vqa_tools" / "vqa_eval.py"
+    )
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    cases = _generated_vqa_cases(3000)
+    # VQA v2 answer records carry an answer_id, so the evaluator's leave-one-out removes one entry at a time
+    gts = {
+        qid: {"question_type": "t", "answer_type": "a",
+              "answers": [{"answer": a, "answer_id": k + 1, "answer_confidence": "yes"} for k, a in enumerate(answers)]}
+        for qid, (_, answers) in enumerate(cases)
+    }  # fmt: skip
+    res = {qid: {"question_id": qid, "answer": prediction} for qid, (prediction, _) in enumerate(cases)}
+    official = module.VQAEval(_VQALike(gts), _VQALike(res), n=8)
+    official.evaluate()
+    capsys.readouterr()  # the evaluator prints its progress
+    ours = [vqa_accuracy(prediction, answers) for prediction, answers in cases]
+    assert len({round(v, 4) for v in ours}) > 5  # the cases cover many score levels, not only 0 and 1
+    assert 0.1 < sum(v > 0 for v in ours) / len(ours) < 0.9
+    for qid, (prediction, answers) in enumerate(cases):
+        assert official.evalQA[qid] == pytest.approx(round(100 * ours[qid], 8), abs=1e-9), (prediction, answers)
+    assert official.accuracy["overall"] == pytest.approx(round(mean_vqa_accuracy(*zip(*cases)), 8), abs=1e-9)
 
 
 def test_vqa_accuracy_identical_answers_are_enumerated_not_deduplicated():
@@ -177,8 +247,8 @@ def test_vqa_accuracy_rejects_bad_answers():
 
 def test_mean_vqa_accuracy_percent():
     preds = ["yes", "2"]
-    gts = [["yes"] + ["no"] * 9, ["two", "2", "2", "2"] + ["3"] * 6]  # 0.3 and 1.0
-    assert mean_vqa_accuracy(preds, gts) == pytest.approx(65.0)
+    gts = [["yes"] + ["no"] * 9, ["two", "2", "2", "2"] + ["3"] * 6]  # 0.3, and 0.9 ("two" is not a match)
+    assert mean_vqa_accuracy(preds, gts) == pytest.approx(60.0)
     with pytest.raises(ValueError, match="2 predictions but 1"):
         mean_vqa_accuracy(preds, gts[:1])
     with pytest.raises(ValueError):
@@ -246,6 +316,34 @@ def test_gqa_exact_match():
     assert gqa_exact_match("two", "2")
     assert not gqa_exact_match("tables", "table")
     assert not gqa_exact_match("left side", "left")
+    # LAVIS normalizes the prediction only: an answer the normalizer changes is never matched ...
+    assert not gqa_exact_match("t-shirt", "t-shirt")
+    # ... unless the answer is normalized too (reported beside LAVIS's number)
+    assert gqa_exact_match("T-shirt", "t-shirt", normalize_answer=True)
+
+
+def test_gqa_exact_match_equals_lavis_gqa_task(tmp_path, monkeypatch):
+    from lavis.common.registry import registry
+    from lavis.tasks.vqa import GQATask
+
+    rng = random.Random(1)
+    answers = ["yes", "no", "left", "right", "table", "t-shirt", "white", "2", "man", "tan", "black and white"]
+    decorations = [lambda t: t, str.title, str.upper, lambda t: t + ".", lambda t: "the " + t, lambda t: " " + t,
+                   lambda t: t + "\n", lambda t: t.replace("-", " "), lambda t: t + "!",
+                   lambda t: "a " + t]  # fmt: skip
+    records = []
+    for _ in range(2000):
+        gt = rng.choice(answers)
+        pred = rng.choice(decorations)(gt if rng.random() < 0.7 else rng.choice(answers + ["two", "none"]))
+        records.append({"question_id": len(records), "pred_ans": pred, "gt_ans": gt})
+    result_file = tmp_path / "val_vqa_result.json"
+    result_file.write_text(json.dumps(records))
+    monkeypatch.setitem(registry.mapping["paths"], "output_dir", str(tmp_path))
+    task = GQATask(num_beams=1, max_len=10, min_len=1, evaluate=True, num_ans_candidates=128,
+                   inference_method="generate")  # fmt: skip
+    lavis = task._report_metrics(str(result_file), "val")["acc"]
+    ours = mean_gqa_accuracy([r["pred_ans"] for r in records], [r["gt_ans"] for r in records])
+    assert 20 < ours < 95 and ours == pytest.approx(lavis, abs=1e-9)
 
 
 def test_mean_gqa_accuracy_percent():
@@ -460,6 +558,15 @@ def test_accuracy():
         accuracy([1], [1, 2])
     with pytest.raises(ValueError):
         accuracy([], [])
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [("true", 1), ("True.", 1), (" YES!", 1), ("yes,", 1), ("False", 0), ("no.", 0), ('"false"', 0),
+     ("it is true", None), ("true or false", None), ("truee", None), ("", None), ("maybe", None), ("1", None)],
+)  # fmt: skip
+def test_true_false_answer(text, expected):
+    assert true_false_answer(text) == expected
 
 
 def test_roc_auc_hand_values():

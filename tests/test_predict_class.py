@@ -77,3 +77,29 @@ def test_bad_candidates(tiny_model, images, candidates, message):
 def test_unknown_score_rejected(tiny_model, images):
     with pytest.raises(ValueError, match="score must be one of"):
         tiny_model.predict_class({"image": images, "text_input": PROMPTS}, CANDIDATES, score="max")
+
+
+def test_long_prompt_is_not_truncated(arch, images):
+    """LAVIS's ``_predict_class`` cuts only the Q-Former text to ``max_txt_len``, never the LLM prompt."""
+    from conftest import build_tiny
+
+    model = build_tiny(arch, qformer__max_txt_len=12).eval()
+    common = " ".join(["the red circle is left of the blue square and above a green word"] * 3) + " Answer:"
+    prompts = ["context: there is one circle. " + common, "context: there are three squares. " + common]
+    n_tokens = len(model.adapter.tokenizer(prompts[0]).input_ids)
+    assert n_tokens > 3 * model.cfg.qformer.max_txt_len  # the tokenizers differ; every one gives > 36 tokens here
+    candidates = [["one", "three"]] * 2
+    with torch.no_grad():
+        got = model.predict_class({"image": images[:1].expand(2, -1, -1, -1), "text_input": prompts}, candidates,
+                                  score="sum")
+        ref = brute_force(model, images[:1].expand(2, -1, -1, -1), prompts, candidates)
+    assert got["scores"][0] != pytest.approx(got["scores"][1], abs=1e-6)  # the cut-off start changes the score
+    for g, e in zip(got["scores"], ref):
+        assert g == pytest.approx([sum(v) for v in e], rel=1e-4, abs=1e-4)
+
+
+def test_default_score_is_the_sum_as_lavis(tiny_model, images):
+    samples = {"image": images, "text_input": PROMPTS}
+    default = tiny_model.predict_class(samples, CANDIDATES)
+    assert default == tiny_model.predict_class(samples, CANDIDATES, score="sum")
+    assert default != tiny_model.predict_class(samples, CANDIDATES, score="mean")

@@ -10,6 +10,7 @@ from lavis_vislinginstruct.processors.templates import (
     format_dialog_history,
     format_instruction,
     format_llava_instruction,
+    format_ocr_tokens,
     format_options,
     normalize_text,
     placeholders,
@@ -42,7 +43,7 @@ def test_every_benchmark_has_a_template_without_image_marker():
         ("flickr30k", []),
         ("vsr", ["statement"]),
         ("gqa", ["question"]),
-        ("visdial", ["history", "question"]),
+        ("visdial", ["question"]),
         ("iconqa", ["question", "options"]),
         ("vizwiz", ["question"]),
         ("textvqa", ["ocr", "question"]),
@@ -81,20 +82,77 @@ def test_format_options_letters_choices():
         format_options([str(i) for i in range(27)])
 
 
-def test_scienceqa_context_prefix_only_when_non_empty():
-    with_hint = format_instruction(TEMPLATES["scienceqa"], question="Q?", choices=["a", "b"], context="A hint.")
+def test_scienceqa_context_wrapper_only_when_non_empty():
+    with_hint = format_instruction(TEMPLATES["scienceqa"], question="Q?", choices=["a", "b"], context="A hint")
     without = format_instruction(TEMPLATES["scienceqa"], question="Q?", choices=["a", "b"], context="")
     body = "Given the image, choose the correct option for the following question. Question: Q? \n Options: (a) a (b) b"
     assert without == body
-    assert with_hint == "Context: A hint.\n" + body
+    assert with_hint == "context: A hint. " + body  # LAVIS main's _predict_class wrapper, verbatim
 
 
-def test_visdial_history_and_gqa_instruction():
-    assert format_dialog_history("a cat", []) == "Caption: a cat"
+def test_visdial_caption_and_history_wrappers():
+    assert format_dialog_history([]) == ""
+    turns = [("is it big", "no"), ("is it old", "yes")]
+    assert format_dialog_history(turns) == "q: is it big a: no q: is it old a: yes"
     text = format_instruction(
         TEMPLATES["visdial"], question="is it black", caption="a cat", turns=[("is it big", "no")]
     )
-    assert text == "Dialog history: Caption: a cat Q: is it big A: no\nQuestion: is it black \n Short answer:"
+    assert text == (
+        'This image has the caption "a cat". dialog history: q: is it big a: no\nQuestion: is it black \n Short answer:'
+    )
+    first_round = format_instruction(TEMPLATES["visdial"], question="is it black", caption="a cat", turns=[])
+    assert first_round == 'This image has the caption "a cat". Question: is it black \n Short answer:'
+
+
+def test_wrappers_nest_in_lavis_order():
+    text = format_instruction("P {question}", question="q", context="ctx", caption="cap", turns=[("a", "b")])
+    assert text == 'This image has the caption "cap". dialog history: q: a a: b\ncontext: ctx. P q'
+
+
+def test_template_naming_a_wrapped_field_gets_it_in_place():
+    text = format_instruction("{context} | {history} | {caption} | {question}", question="q", context="c",
+                              caption="cap", turns=[("a", "b")])
+    assert text == "c | q: a a: b | cap | q"
+
+
+def _lavis_wrap(prompt: str, **fields) -> str:
+    """LAVIS main's own prompt-wrapping lines of ``Blip2VicunaInstruct._predict_class`` run on one sample."""
+    import inspect
+    import textwrap
+
+    from lavis_reference import _load
+
+    source = inspect.getsource(_load("blip2_vicuna_instruct").Blip2VicunaInstruct._predict_class)
+    lines = source.splitlines()
+    start = next(i for i, line in enumerate(lines) if "'context' in samples.keys()" in line)
+    end = next(i for i, line in enumerate(lines) if "This image has the caption" in line)
+    scope = {"samples": {k: [v] for k, v in fields.items()}, "prompt": [prompt]}
+    exec(textwrap.dedent("\n".join(lines[start : end + 1])), scope)  # LAVIS's own lines, one scope (comprehensions)
+    return scope["prompt"][0]
+
+
+@pytest.mark.parametrize(
+    "name, fields, wrapped",
+    [
+        ("scienceqa", {"question": "Which is hot?", "choices": ["sun", "ice"]}, {"context": "Think of summer."}),
+        ("visdial", {"question": "is it red"}, {"caption": "a red bus", "history": "q: is it big a: yes"}),
+        ("visdial", {"question": "is it red"}, {"caption": "a red bus"}),
+    ],
+)
+def test_wrappers_equal_lavis_main_predict_class(name, fields, wrapped):
+    turns = [("is it big", "yes")] if "history" in wrapped else []
+    ours = format_instruction(
+        TEMPLATES[name], context=wrapped.get("context"), caption=wrapped.get("caption"), turns=turns, **fields
+    )
+    body = format_instruction(TEMPLATES[name], **fields)
+    assert ours == _lavis_wrap(body, **wrapped)
+
+
+def test_ocr_tokens_first_30_joined_by_comma():
+    tokens = [f"w{i}" for i in range(45)]
+    assert format_ocr_tokens(tokens) == ", ".join(tokens[:30])
+    text = format_instruction(TEMPLATES["textvqa"], question="q?", ocr_tokens=tokens)
+    assert "w29" in text and "w30" not in text
 
 
 def test_llava_instruction_history():

@@ -30,15 +30,22 @@ N_RECORDS = 24
 TRAINABLE = {"llm_proj.weight", "llm_proj.bias"}
 
 
-def write_llava_data(root: Path, n: int = N_RECORDS) -> Path:
-    """LLaVA-Instruct-150K layout under ``root`` (a cache_root): the annotation file and COCO-named images."""
+def write_llava_data(root: Path, n: int = N_RECORDS, textured: bool = False) -> Path:
+    """LLaVA-Instruct-150K layout under ``root`` (a cache_root): the annotation file and COCO-named images.
+
+    ``textured`` adds a fixed pseudo-random pattern to each solid colour, so random crops and flips change pixels.
+    """
     images = root / "coco" / "images" / "train2017"
     images.mkdir(parents=True, exist_ok=True)
     records = []
     for i in range(n):
         colour = list(COLOURS)[i % len(COLOURS)]
         name = f"{i:012d}.png"
-        Image.new("RGB", (32, 32), COLOURS[colour]).save(images / name)
+        image = Image.new("RGB", (32, 32), COLOURS[colour])
+        if textured:
+            noise = torch.randint(0, 60, (32, 32, 3), generator=torch.Generator().manual_seed(i), dtype=torch.uint8)
+            image = Image.fromarray((torch.tensor(COLOURS[colour], dtype=torch.uint8) // 2 + noise).numpy())
+        image.save(images / name)
         question = "<image>\nWhat colour is the picture?" if i % 2 else "What colour is the picture?\n<image>"
         records.append(
             {
@@ -169,11 +176,12 @@ def test_resume_from_a_checkpoint_without_the_trainable_weights_fails(data_root,
     [
         (["run.runner=runner_base"], "needs CUDA"),
         (["run.amp=True"], "run.amp"),
-        (["run.device=cuda"], "no CUDA device"),
+        (["run.device=cuda", "run.runner=runner_base"], "no CUDA device"),
+        (["run.device=cuda"], "runner_vli is the CPU runner.*runner_base"),
     ],
 )
 def test_configurations_that_cannot_run_here_fail_before_building(tmp_path, extra, error):
-    if "run.device=cuda" in extra and torch.cuda.is_available():
+    if error == "no CUDA device" and torch.cuda.is_available():
         pytest.skip("a GPU is present")
     with pytest.raises((ValueError, RuntimeError), match=error):
         main(["--cfg-path", str(TINY), "--options", f"run.output_dir={tmp_path}", *extra])
@@ -190,7 +198,7 @@ def load_project(name: str):
 def test_gpu_projects_follow_appendix_e(name):
     cfg = load_project(name)
     run = cfg.run
-    assert registry.get_runner_class(run.runner) and registry.get_task_class(run.task)
+    assert run.runner == "runner_base" and registry.get_task_class(run.task)  # LAVIS's stock runner on GPU
     assert registry.get_lr_scheduler_class(run.lr_sched) is registry.get_lr_scheduler_class("vli_linear_warmup_cosine")
     expected = dict(init_lr=1e-5, min_lr=0, warmup_lr=1e-8, warmup_steps=1000, weight_decay=0.05, beta2=0.999)
     assert {k: float(run[k]) for k in expected} == expected

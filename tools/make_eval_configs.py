@@ -1,25 +1,25 @@
-"""Write the zero-shot evaluation configs and launch scripts (10 benchmarks x 4 LLMs) from one description.
+"""Write the zero-shot evaluation configs (10 benchmarks x 4 LLMs) and their launch scripts from one description.
 
     python tools/make_eval_configs.py          # (re)write projects/vislinginstruct/eval/ and run_scripts/.../eval/
     python tools/make_eval_configs.py --check  # exit 1 if a committed file differs from what this script writes
 
-Sources of truth: ``lavis_vislinginstruct.tasks.benchmarks`` (split, family, InstructBLIP's decoding settings per
-benchmark), the dataset defaults (``configs/datasets/*/defaults.yaml``: storage paths, copied so each config shows
-what to point at the downloaded data) and ``report.PAPER_TABLE1`` (the paper's number, quoted in the header).
+The configs hold overrides only; LAVIS's ``Config`` merges the rest: the model type's defaults
+(``configs/models/vislinginstruct_<type>.yaml``), the dataset's (``configs/datasets/<name>/defaults.yaml``:
+annotation and image paths under ``run.cache_root``, image processor) and the task's (``run.resume``,
+``run.max_samples``, ``run.chunk_size``; ``tasks/evaluation.py``). What a config states is what differs between
+benchmarks or from the defaults: model type, benchmark and split, decoding, and the protocol switches (ranking
+score, VSR generated, AIO on with ``aio.guard: none``). Sources of truth: ``lavis_vislinginstruct.tasks.benchmarks``
+(split, protocol, InstructBLIP's decoding settings) and ``report.PAPER_TABLE1`` (the paper's number, quoted in the
+header). One script, ``eval.sh <benchmark> <llm>``, launches any of them; ``ablation.sh`` runs Table 2's rows.
 """
 import argparse
 import os
 import sys
-from typing import Dict
-
-from omegaconf import OmegaConf
+from typing import Dict, List
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir))
 sys.path.insert(0, ROOT)
 
-from lavis.common.registry import registry  # noqa: E402
-
-import lavis_vislinginstruct  # noqa: E402,F401  (registers the builders)
 from lavis_vislinginstruct.report import PAPER_TABLE1  # noqa: E402
 from lavis_vislinginstruct.tasks.benchmarks import BENCHMARKS, LLMS, ORDER, Benchmark  # noqa: E402
 
@@ -28,145 +28,120 @@ SCRIPT_DIR = os.path.join("run_scripts", "vislinginstruct", "eval")
 METRICS = {
     "flickr30k": "CIDEr (PTB tokenizer)",
     "nocaps": "CIDEr (PTB tokenizer)",
-    "vsr": "top-1 accuracy of true/false ranking",
-    "gqa": "exact-match accuracy after VQA normalization",
+    "vsr": "accuracy of the generated true/false",
+    "gqa": "exact match (LAVIS's GQA rule)",
     "iconqa": "top-1 accuracy of option ranking",
-    "vizwiz": "VQA accuracy over 10 answers (EvalAI normalization)",
-    "textvqa": "VQA accuracy over 10 answers (EvalAI normalization)",
-    "visdial": "MRR over 100 options (also R@1/5/10, mean rank)",
+    "vizwiz": "VQA accuracy over 10 answers (EvalAI rule)",
+    "textvqa": "VQA accuracy over 10 answers (EvalAI rule)",
+    "visdial": "MRR over 100 options (also R@k, mean rank)",
     "scienceqa": "top-1 accuracy of option ranking",
     "hateful_memes": "ROC-AUC of loss(no) - loss(yes)",
 }
-
-SWITCHES = """\
-# Table 2's rows are switches (each row writes to its own <output_dir>/<row>/ folder; rerunning resumes):
-#   vanilla            --options model.cmaa.enabled=False model.aio.mode=off
-#   + EMA              --options model.aio.mode=off
-#   + EMA + Rewriting  --options model.aio.mode=rewrite
-#   + EMA + AIO        (this file's default: VisLingInstruct)
-# Data: relative storage paths below are under run.cache_root (see lavis_vislinginstruct/configs/datasets/)."""
+ROWS = ("model.cmaa.enabled=False model.aio.mode=off", "model.aio.mode=off", "model.aio.mode=rewrite",
+        "model.aio.mode=full")  # fmt: skip
 
 
-def storage_block(bench: Benchmark) -> str:
-    """The dataset's ``build_info`` storage keys (no ``source``), as YAML indented under the dataset."""
-    default = OmegaConf.load(registry.get_builder_class(bench.builder).default_config_path())
-    info = OmegaConf.to_container(default.datasets[bench.builder].build_info)
-    for entry in [info.get("images", {})] + list(info.get("annotations", {}).values()):
-        entry.pop("source", None)
-    text = OmegaConf.to_yaml(OmegaConf.create({"build_info": info}))
-    return "".join("    " + line + "\n" for line in text.splitlines())
-
-
-def task_block(bench: Benchmark) -> str:
+def task_lines(bench: Benchmark) -> List[str]:
+    """The ``run`` keys that set the benchmark's protocol and decoding."""
     if bench.family == "generation":
         what = "captions" if bench.method == "generate" else "short answers"
         lines = [
-            f"  # decoding ({what}, InstructBLIP's settings); length_penalty null = the LLM family's default",
-            f"  inference_method: {bench.method}",
+            f"  # {bench.method}: {what}, InstructBLIP's decoding",
             f"  num_beams: {bench.num_beams}",
             f"  max_len: {bench.max_len}",
             f"  min_len: {bench.min_len}",
-            "  length_penalty: null",
         ]
-    else:
-        lines = [
-            "  # candidates ranked by NLL of the LLM (mean over each candidate's tokens; `sum` = LAVIS's behaviour)",
-            "  score: mean",
-            "  chunk_size: 128  # candidate rows per LLM call",
-        ]
-        if bench.name == "visdial":
-            lines.append(
-                '  visdial_dense_annotations: ""  # NDCG: visdial/annotations/visdial_1.0_val_dense_annotations.json'
-            )
-    return "\n".join(lines) + "\n"
+        if "ranking" in bench.other_families:
+            rank = "--options run.task=vli_ranking run.job_id=<row>_ranked"
+            lines.insert(0, f"  # generated (section 4.3); to rank true/false instead: {rank}")
+        return lines
+    lines = ["  score: sum  # summed NLL of each candidate's tokens, as LAVIS's _predict_class; `mean`: per token"]
+    if bench.name == "visdial":
+        dense = "visdial/annotations/visdial_1.0_val_dense_annotations.json"
+        lines.append(f"  # NDCG too: --options run.visdial_dense_annotations={dense}")
+    return lines
 
 
 def config_text(bench: Benchmark, llm: str) -> str:
     arch, label = LLMS[llm]
     paper = PAPER_TABLE1[f"Ours ({label})"][ORDER.index(bench.name)]
     name = f"{bench.name}_{llm}"
+    protocol = "generated" if bench.family == "generation" else "ranked by lowest loss"
+    run_lines = "\n".join(task_lines(bench))
     return f"""\
 # VisLingInstruct (NAACL 2024) zero-shot {bench.title} with {label}: {bench.builder} split "{bench.split}"
-# ({bench.count} samples, Appendix D), scored by {METRICS[bench.name]}; paper, Table 1: {paper}.
-# Generated by tools/make_eval_configs.py: edit that script, not this file.
+# ({bench.count} samples), {protocol}, scored by {METRICS[bench.name]}; paper, Table 1: {paper}.
+# Generated by tools/make_eval_configs.py: overrides only (paths and defaults: lavis_vislinginstruct/configs/;
+# the protocol: README.md, "Zero-shot evaluation").
 #
-#   python -m torch.distributed.run --nproc_per_node=8 evaluate.py --cfg-path {CONFIG_DIR}/{name}.yaml
-#   (or {SCRIPT_DIR}/{name}.sh; then python -m lavis_vislinginstruct.report output/vislinginstruct/eval)
+#   {SCRIPT_DIR}/eval.sh {bench.name} {llm} [--options key=value ...]
 #
-{SWITCHES}
+# Table 2's rows: vanilla = --options model.cmaa.enabled=False model.aio.mode=off, + EMA = model.aio.mode=off,
+# + EMA + Rewriting = model.aio.mode=rewrite, + EMA + AIO = this file. EMA weights from train.py:
+# --options model.finetuned=output/vislinginstruct/{llm}/<job id>/checkpoint_2.pth
 
 model:
   arch: {arch}
   model_type: {llm}
-  cmaa:
-    enabled: True  # EMA: Cross-Modal Alignment Attention (section 3.1)
   aio:
-    mode: "full"  # Autonomous Instruction Optimization (section 3.2): "off" | "rewrite" | "full"
-    select: "generated"  # the instruction the model writes (paper); "best_ias" keeps the lowest-IAS one
-  # The EMA checkpoint from train.py (trainable parameters only), e.g.
-  # output/vislinginstruct/{llm}/<job id>/checkpoint_2.pth; empty: InstructBLIP's projection.
-  finetuned: ""
+    mode: "full"  # VisLingInstruct = EMA (cmaa.enabled, the model default) + AIO
+    guard: "none"  # the generated instruction is used as it is (the paper); "content": fall back if it lost content
 
 datasets:
-  {bench.builder}:
-{storage_block(bench)}    vis_processor:
-      eval:
-        name: blip_image_eval
-        image_size: 224
+  {bench.builder}: {{}}  # files under run.cache_root: configs/datasets/{bench.name}/defaults.yaml
 
 run:
   task: vli_{bench.family}
   benchmark: {bench.name}
-{task_block(bench)}
+{run_lines}
   batch_size_eval: {bench.batch_size_eval}
   num_workers: 4
-  runner: runner_base  # LAVIS's stock runner; on a CPU use runner_vli with device cpu
+  runner: runner_base
   device: cuda
   seed: 42
-
-  output_dir: "output/vislinginstruct/eval/{name}"  # results in <output_dir>/<row>/result/
+  output_dir: "output/vislinginstruct/eval/{name}"  # results in <output_dir>/<row>/result/; a rerun resumes
   cache_root: "data"
-  resume: True  # skip samples already predicted in <output_dir>/<row>/result/; False starts over
-  max_samples: 0  # evaluate only the first N samples (0: all)
-
-  train_splits: []
-  valid_splits: []
   test_splits: ["{bench.split}"]
-  evaluate: True
-  world_size: 1
-  dist_url: "env://"
-  distributed: True
-  use_dist_eval_sampler: True
 """
 
 
-def script_text(bench: Benchmark, llm: str) -> str:
-    name = f"{bench.name}_{llm}"
-    return f"""\
+USAGE = (
+    f"usage: eval.sh <benchmark> <llm> [evaluate.py arguments, e.g. --options model.aio.mode=off]; "
+    f"benchmarks: {' '.join(ORDER)}; LLMs: {' '.join(LLMS)}"
+)
+
+EVAL_SCRIPT = f"""\
 #!/bin/bash
-# VisLingInstruct {LLMS[llm][1]} zero-shot {bench.title} on ${{NPROC:-8}} GPUs; extra arguments go to evaluate.py,
-# e.g. --options model.aio.mode=off (the "+ EMA" row of Table 2). Generated by tools/make_eval_configs.py.
+# One zero-shot evaluation, {CONFIG_DIR}/<benchmark>_<llm>.yaml, on ${{NPROC:-8}} GPUs:
+#   {SCRIPT_DIR}/eval.sh scienceqa vicuna7b [--options model.aio.mode=off ...]
+# Arguments after the LLM go to evaluate.py. Generated by tools/make_eval_configs.py.
 cd "$(dirname "$0")/../../.." || exit 1
-python -m torch.distributed.run --nproc_per_node="${{NPROC:-8}}" evaluate.py \\
-    --cfg-path {CONFIG_DIR}/{name}.yaml "$@"
+USAGE="{USAGE}"
+BENCH="${{1:?$USAGE}}"
+LLM="${{2:?$USAGE}}"
+shift 2
+CFG="{CONFIG_DIR}/${{BENCH}}_${{LLM}}.yaml"
+if [ ! -f "$CFG" ]; then
+    echo "eval.sh: no config $CFG; $USAGE" >&2
+    exit 2
+fi
+exec python -m torch.distributed.run --nproc_per_node="${{NPROC:-8}}" evaluate.py --cfg-path "$CFG" "$@"
 """
 
-
+ROW_WORDS = " \\\n               ".join(f'"{row}"' for row in ROWS)
 ABLATION_SCRIPT = f"""\
 #!/bin/bash
 # Table 1 and Table 2 for one LLM: every benchmark (or those named) x the four ablation rows, then the report.
 #   {SCRIPT_DIR}/ablation.sh vicuna7b [scienceqa gqa ...]      (NPROC GPUs, default 8)
 # Generated by tools/make_eval_configs.py.
 cd "$(dirname "$0")/../../.." || exit 1
-LLM="${{1:?usage: ablation.sh <flant5xl|flant5xxl|vicuna7b|vicuna13b> [benchmark ...]}}"
+LLM="${{1:?usage: ablation.sh <{'|'.join(LLMS)}> [benchmark ...]}}"
 shift
 BENCHMARKS="${{*:-{' '.join(ORDER)}}}"
 for BENCH in $BENCHMARKS; do
-    for ROW in "model.cmaa.enabled=False model.aio.mode=off" "model.aio.mode=off" "model.aio.mode=rewrite" \\
-               "model.aio.mode=full"; do
+    for ROW in {ROW_WORDS}; do
         # shellcheck disable=SC2086
-        python -m torch.distributed.run --nproc_per_node="${{NPROC:-8}}" evaluate.py \\
-            --cfg-path {CONFIG_DIR}/"${{BENCH}}_${{LLM}}".yaml --options $ROW || exit 1
+        {SCRIPT_DIR}/eval.sh "$BENCH" "$LLM" --options $ROW || exit 1
     done
 done
 python -m lavis_vislinginstruct.report output/vislinginstruct/eval --out-dir "report/${{LLM}}"
@@ -178,11 +153,20 @@ def generated_files() -> Dict[str, str]:
     files = {}
     for llm in LLMS:
         for name in ORDER:
-            bench = BENCHMARKS[name]
-            files[os.path.join(CONFIG_DIR, f"{name}_{llm}.yaml")] = config_text(bench, llm)
-            files[os.path.join(SCRIPT_DIR, f"{name}_{llm}.sh")] = script_text(bench, llm)
+            files[os.path.join(CONFIG_DIR, f"{name}_{llm}.yaml")] = config_text(BENCHMARKS[name], llm)
+    files[os.path.join(SCRIPT_DIR, "eval.sh")] = EVAL_SCRIPT
     files[os.path.join(SCRIPT_DIR, "ablation.sh")] = ABLATION_SCRIPT
     return files
+
+
+def stray_files(root: str, files: Dict[str, str]) -> List[str]:
+    """Files in the generated folders that this script does not write (e.g. the old per-benchmark scripts)."""
+    stray = []
+    for folder in (CONFIG_DIR, SCRIPT_DIR):
+        path = os.path.join(root, folder)
+        names = sorted(os.listdir(path)) if os.path.isdir(path) else []
+        stray += [os.path.join(folder, n) for n in names if os.path.join(folder, n) not in files]
+    return stray
 
 
 def main(argv=None) -> int:
@@ -190,8 +174,9 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
     parser.add_argument("--root", default=ROOT, help="repository root to write into (default: this checkout)")
     args = parser.parse_args(argv)
+    files = generated_files()
     stale = []
-    for rel, text in generated_files().items():
+    for rel, text in files.items():
         path = os.path.join(args.root, rel)
         if args.check:
             current = open(path, encoding="utf-8").read() if os.path.isfile(path) else None
@@ -203,6 +188,11 @@ def main(argv=None) -> int:
             handle.write(text)
         if rel.endswith(".sh"):
             os.chmod(path, 0o755)
+    for rel in stray_files(args.root, files):
+        if args.check:
+            stale.append(f"{rel} (not generated: delete it)")
+        else:
+            os.remove(os.path.join(args.root, rel))
     if stale:
         sys.stderr.write("out of date (run tools/make_eval_configs.py): " + ", ".join(stale) + "\n")
         return 1

@@ -1,0 +1,9 @@
+"""Autonomous Instruction Optimization (VisLingInstruct, NAACL 2024, section 3.2) as a component of its own.
+
+Nothing here imports the model package: a model takes part through :class:`.protocol.AIOBackend`
+(``models/aio_backend.py`` for VisLingInstruct, ``models/hf_backend.py`` for HF's InstructBLIP).
+"""
+from .config import AIO_MODES, GUARDS, ORDERS, SELECT_RULES, AIOCfg  # noqa: F401
+from .optimizer import InstructionOptimizer  # noqa: F401
+from .protocol import AIOBackend  # noqa: F401
+from .trace import AIOTrace, format_trace, summarize  # noqa: F401

@@ -46,16 +46,18 @@ class AIOCfg:
     max_new_tokens: int = 0
     max_new_tokens_limit: int = 160
     num_beams: int = 1
-    prompt_lookup_num_tokens: int = 0  # >0: prompt-lookup decoding for rewrite and comparison (greedy only)
+    # draft tokens per step from the prompt for rewrite and comparison (greedy; exact: the same output, fewer passes
+    # when the output copies its input, as rewrites do); 0: plain greedy decoding. Decoder-only LLMs only.
+    prompt_lookup_num_tokens: int = 5
     memoize_rewrites: bool = True
     cache_size: int = 4096  # rewrites kept (least recently used dropped first)
     seed: int = 0  # seed of the shuffled order (per sample: seed and instruction text)
 
     def decoding(self) -> Dict[str, Any]:
-        """The settings that determine a generated instruction (part of the rewrite cache key)."""
+        """The settings that determine a generated instruction (part of the rewrite cache key; prompt lookup is
+        not: it changes how many passes decoding takes, not what it decodes)."""
         return {
             "num_beams": self.num_beams,
             "max_new_tokens": self.max_new_tokens,
             "max_new_tokens_limit": self.max_new_tokens_limit,
-            "prompt_lookup_num_tokens": self.prompt_lookup_num_tokens,
         }

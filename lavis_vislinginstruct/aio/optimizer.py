@@ -1,178 +1,277 @@
-"""Autonomous Instruction Optimization (AIO), VisLingInstruct section 3.2, Figure 2, Appendices B and C.
+"""Autonomous Instruction Optimization (AIO), VisLingInstruct (NAACL 2024) section 3.2, Figure 2, Appendices B, C.
 
-For a batch of (image, initial instruction) pairs, with the image features computed once by the caller:
+:class:`InstructionOptimizer` runs AIO for a batch of (image, initial instruction) pairs through any model that
+implements :class:`~.protocol.AIOBackend` (VisLingInstruct itself, or HF's InstructBLIP through :mod:`.hf`):
 
-1. Rewrite (stage 1): the LLM alone, without the image, rewrites each distinct instruction with the Appendix B
-   template. Rewrites are memoized by instruction text, so a benchmark that asks every image the same
-   instruction (captioning) rewrites it once per model.
-2. Instruction Alignment Score (eq. 3): for each sample, the mean NLL of an instruction's tokens given the image
-   and the Appendix C prompt; the instruction is also the Q-Former's text. Both instructions of all samples
-   are scored in one batched LLM pass. Lower is better.
-3. Comparison (stage 2): the (instruction, IAS) pairs, ordered by descending IAS (worst first, best last, as in
-   Figure 3), followed by a cue; the model, seeing the image, writes the optimized instruction.
-4. Selection: the generated instruction is used (the paper), unless it is empty or lost task content (a
-   question, the options, OCR tokens: ``samples["keep_spans"]``); then the best-IAS instruction that keeps the
-   content is used and the reason recorded. ``select="best_ias"`` (our ablation) also scores the generated
-   instruction and keeps the lowest IAS.
+1. **Rewrite** (stage 1, Appendix B): the LLM alone, without the image, rewrites each distinct instruction with
+   the rewrite template. Rewrites are memoized in a bounded cache keyed by the template, the decoding settings,
+   the backend's weights (:meth:`~.protocol.AIOBackend.cache_token`) and the text, so a benchmark that asks every
+   image the same instruction (captioning) rewrites it once; :meth:`InstructionOptimizer.remember` seeds the cache
+   with rewrites made earlier (a resumed evaluation reuses those of its finished samples, so its traces equal an
+   uninterrupted run's).
+2. **Instruction Alignment Score** (eq. 3, Appendix C), as the official ``calculate_ias``: the Q-Former reads the
+   candidate instruction, the LLM gets the visual tokens and the Appendix C prompt, and the score is the mean NLL
+   of the candidate instruction's tokens followed by the end-of-sequence token. Lower is better. Both
+   instructions of every sample are scored in one batched pass.
+3. **Comparison** (stage 2): the (instruction, IAS) pairs, worst first and best last (Figure 3), then a cue
+   (:mod:`.prompts`); the model, seeing the image (the Q-Former reads the best-IAS instruction), writes the
+   optimized instruction. ``order: shuffled`` (an ablation, not in the paper) gives each sample's two instructions
+   each other's scores with probability 1/2 (seeded per sample), so the prompt looks the same but its ranking
+   carries no information.
+4. **Selection.** ``select: generated`` (the paper) uses the optimized instruction; ``best_ias`` also scores it and
+   uses the lowest-IAS of the three. An empty output falls back to the best-IAS of initial and rewritten. The
+   content check (:mod:`.guard`) always records which task spans (question, options, OCR tokens, history:
+   ``keep_spans``) the proposed instruction lost; ``guard: content`` then uses the best-IAS instruction that keeps
+   them instead, ``guard: none`` (the paper) uses the proposed one anyway. Every decision is in the trace.
 
-Default comparison prompt (config ``aio.compare_template`` / ``aio.compare_cue``)::
-
-    Instruction: <worst> Score: 2.31
-    Instruction: <best> Score: 1.87
-    Write a new instruction with a lower score. Instruction:
-
-Each pair is one line, as the ICL demonstrations of Figure 3; descending scores show the model which direction
-is better, and the cue asks it to continue the trend with a new instruction. The scores are printed with two
-decimals: enough to order them, short enough not to dominate the prompt.
+Generated instructions are capped at ``aio.max_new_tokens`` new tokens, or (0) 1.25 x the longest instruction they
+replace + 4, never more than ``aio.max_new_tokens_limit``. The time of each stage is recorded in the traces.
 """
+import json
 import logging
 import random
-from typing import Any, Dict, List, Sequence
+import time
+from collections import OrderedDict
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-import torch
-
-from .config import AIO_MODES
+from .config import AIO_MODES, GUARDS, ORDERS, SELECT_RULES, AIOCfg
 from .guard import missing_spans
-from .prompts import comparison_prompt
-from ..models.config import choice
+from .prompts import comparison_prompt, rewrite_prompt
+from .protocol import AIOBackend
+from .trace import AIOTrace
 
 logger = logging.getLogger(__name__)
 
-SELECT = {"generated", "best_ias"}
 
-
-def instruction_alignment_score(model, image_embeds: torch.Tensor, instructions: Sequence[str]) -> torch.Tensor:
-    """IAS per row: mean NLL of ``instructions[i]`` given image ``i`` and the Appendix C prompt; (N,).
+class InstructionOptimizer:
+    """AIO for one model (module docstring).
 
     Args:
-        model: a VisLingInstruct model.
-        image_embeds: (N, N_img, W) features, row i paired with ``instructions[i]``.
-        instructions: the instructions to score (also the Q-Former's text).
+        cfg: The settings (a model config's ``aio`` section).
+        backend: The model, seen through :class:`~.protocol.AIOBackend`.
     """
-    prefix, prefix_mask = model.visual_prefix(image_embeds, instructions)
-    prompts = [model.cfg.aio.ias_prompt] * len(instructions)
-    return model.adapter.continuation_nll(prefix, prefix_mask, prompts, list(instructions), reduction="mean")
 
+    def __init__(self, cfg: AIOCfg, backend: AIOBackend):
+        self.cfg = cfg
+        self.backend = backend
+        self._rewrites: "OrderedDict[tuple, str]" = OrderedDict()
+        self._lengths: "OrderedDict[tuple, int]" = OrderedDict()  # token counts, so no text is tokenized twice
+        self.hits = 0
+        self.misses = 0
 
-def rewrite(model, instructions: Sequence[str]) -> Dict[str, str]:
-    """Stage 1 for the distinct instructions not yet memoized; returns instruction -> rewritten text."""
-    cfg = model.cfg.aio
-    cache = model._aio_cache if cfg.memoize_rewrites else {}
-    todo = [t for t in dict.fromkeys(instructions) if t not in cache]
-    if todo:
-        model.aio_counters["rewrite_calls"] += 1
-        outs = model.adapter.generate(
-            None, None, [cfg.rewrite_template.format(t) for t in todo], **_decoding(model, todo)
-        )
-        cache.update(zip(todo, (o.strip() for o in outs)))
-    return {t: cache[t] for t in instructions}
+    # ------------------------------------------------------------------------------------------ the cache
 
+    def clear(self) -> None:
+        """Forget every memoized rewrite (and token count)."""
+        self._rewrites.clear()
+        self._lengths.clear()
 
-def optimize_batch(
-    model, samples: Dict[str, Any], image_embeds: torch.Tensor, instructions: Sequence[str], mode: str,
-    select: str = "",
-) -> List[Dict[str, Any]]:
-    """Run AIO for a batch; returns one trace per sample (see :func:`new_trace`); ``trace["used"]`` is final."""
-    mode = choice(mode, AIO_MODES, "aio")
-    select = choice(select or model.cfg.aio.select, SELECT, "aio.select")
-    spans = samples.get("keep_spans") or [[] for _ in instructions]
-    if len(spans) != len(instructions):
-        raise ValueError(f"{len(instructions)} instructions but {len(spans)} keep_spans lists")
-    traces = [new_trace(model, t, s, mode) for t, s in zip(instructions, spans)]
-    if mode == "off":
-        return traces
+    def cache_info(self) -> Dict[str, int]:
+        """Rewrites held, cache hits and misses since construction."""
+        return {"size": len(self._rewrites), "hits": self.hits, "misses": self.misses, "limit": self.cfg.cache_size}
 
-    rewritten = rewrite(model, instructions)
-    for tr in traces:
-        tr["rewritten"] = rewritten[tr["initial"]] or tr["initial"]
-        if not rewritten[tr["initial"]]:
-            tr["notes"].append("empty rewrite: the initial instruction stands in for it")
-    if mode == "rewrite":
+    def remember(self, pairs: Iterable[Tuple[str, str]]) -> int:
+        """Memoize ``(initial, rewritten)`` pairs made earlier with the current settings; returns how many."""
+        n = 0
+        for initial, rewritten in pairs:
+            if initial and rewritten is not None:
+                self._store(self._key(initial), rewritten)
+                n += 1
+        return n
+
+    def _key(self, text: str) -> tuple:
+        decoding = json.dumps(self.cfg.decoding(), sort_keys=True)
+        return (self.cfg.rewrite_template, decoding, self.backend.cache_token(), text)
+
+    def _store(self, key: tuple, value: str) -> None:
+        self._rewrites[key] = value
+        self._rewrites.move_to_end(key)
+        while len(self._rewrites) > max(self.cfg.cache_size, 0):
+            self._rewrites.popitem(last=False)
+
+    # ------------------------------------------------------------------------------------------ the stages
+
+    def rewrite(self, instructions: Sequence[str]) -> List[str]:
+        """Stage 1 for each instruction (distinct ones not memoized are rewritten in one batch)."""
+        memo = self.cfg.memoize_rewrites and self.cfg.cache_size > 0
+        keys = {t: self._key(t) for t in dict.fromkeys(instructions)}
+        found = {t: self._rewrites[k] for t, k in keys.items() if memo and k in self._rewrites}
+        todo = [t for t in keys if t not in found]
+        self.hits += len(keys) - len(todo)
+        self.misses += len(todo)
+        if todo:
+            prompts = [rewrite_prompt(self.cfg.rewrite_template, t) for t in todo]
+            outs = self.backend.generate(None, prompts, self._decoding(todo))
+            for text, out in zip(todo, outs):
+                found[text] = out.strip()
+                if memo:
+                    self._store(keys[text], found[text])
+        for text in found:
+            if memo and keys[text] in self._rewrites:
+                self._rewrites.move_to_end(keys[text])
+        return [found[t] for t in instructions]
+
+    def alignment_scores(self, features: Any, rows: Sequence[int], instructions: Sequence[str]) -> List[float]:
+        """IAS (eq. 3) of ``instructions[i]`` for image ``features[rows[i]]``; lower is better."""
+        return self._scores(self.backend.visual_prefix(features, rows, instructions), instructions)
+
+    def _scores(self, prefix: Any, instructions: Sequence[str]) -> List[float]:
+        prompts = [self.cfg.ias_prompt] * len(instructions)
+        return [float(x) for x in self.backend.continuation_nll(prefix, prompts, instructions)]
+
+    def optimize(
+        self,
+        features: Any,
+        instructions: Sequence[str],
+        keep_spans: Optional[Sequence[Sequence[str]]] = None,
+        mode: Optional[str] = None,
+        select: Optional[str] = None,
+    ) -> List[AIOTrace]:
+        """AIO for a batch; one trace per sample, ``trace.used`` is the instruction to answer with.
+
+        Args:
+            features: The backend's image features of the batch (row i pairs with ``instructions[i]``).
+            instructions: The initial instructions.
+            keep_spans: Per sample, the task content the instruction must keep (recorded; enforced by
+                ``guard: content``).
+            mode: ``off``, ``rewrite`` or ``full`` (default: the config's).
+            select: ``generated`` or ``best_ias`` (default: the config's).
+        """
+        cfg = self.cfg
+        mode = _choice(mode or cfg.mode, AIO_MODES, "aio.mode")
+        select = _choice(select or cfg.select, SELECT_RULES, "aio.select")
+        _choice(cfg.guard, GUARDS, "aio.guard")
+        _choice(cfg.order, ORDERS, "aio.order")
+        spans = [list(s) for s in keep_spans] if keep_spans is not None else [[] for _ in instructions]
+        if len(spans) != len(instructions):
+            raise ValueError(f"{len(instructions)} instructions but {len(spans)} keep_spans lists")
+        traces = [AIOTrace(mode=mode, initial=t, guard=cfg.guard, keep_spans=s) for t, s in zip(instructions, spans)]
+        self._note_truncation(traces)
+        if mode == "off":
+            return traces
+        timings: Dict[str, float] = {"batch": len(traces)}
         for tr in traces:
-            _settle(tr, tr["rewritten"], fallback=[(tr["initial"], 0.0)], guard=model.cfg.aio.guard)
+            tr.timings = timings  # one dict per batch: the stages are timed for the batch as a whole
+
+        start = time.perf_counter()
+        for tr, text in zip(traces, self.rewrite(instructions)):
+            tr.rewritten = text or tr.initial
+            if not text:
+                tr.notes.append("empty rewrite: the initial instruction stands in for it")
+        timings["rewrite"] = time.perf_counter() - start
+        if mode == "rewrite":
+            for tr in traces:
+                self._settle(tr, tr.rewritten, [(tr.initial, 0.0)])
+            return traces
+
+        # stage 2a: IAS of both instructions of every sample, in one pass
+        start = time.perf_counter()
+        n = len(traces)
+        texts = [tr.initial for tr in traces] + [tr.rewritten for tr in traces]
+        ias_prefix = self.backend.visual_prefix(features, list(range(n)) * 2, texts)
+        ias = self._scores(ias_prefix, texts)
+        timings["ias"] = time.perf_counter() - start
+        # stage 2b: the comparison prompt; the model, seeing the image, writes the optimized instruction
+        start = time.perf_counter()
+        best_rows = []  # the Q-Former reads what the prompt presents as best: that prefix was built for the IAS
+        for i, tr in enumerate(traces):
+            tr.ias_initial, tr.ias_rewritten = ias[i], ias[n + i]
+            shown = self._shown_pairs(tr)
+            tr.comparison_prompt = comparison_prompt(shown, cfg.compare_template, cfg.compare_cue)
+            best = min(reversed(shown), key=lambda p: p[1])[0]
+            best_rows.append(i if best == tr.initial else n + i)
+        prefix = self.backend.prefix_rows(ias_prefix, best_rows)
+        outs = self.backend.generate(prefix, [tr.comparison_prompt for tr in traces], self._decoding(instructions))
+        for tr, text in zip(traces, outs):
+            tr.optimized = text.strip()
+        timings["compare"] = time.perf_counter() - start
+        if select == "best_ias":
+            start = time.perf_counter()
+            scored = [i for i, tr in enumerate(traces) if tr.optimized]
+            if scored:
+                values = self.alignment_scores(features, scored, [traces[i].optimized for i in scored])
+                for i, value in zip(scored, values):
+                    traces[i].ias_optimized = value
+            timings["ias_optimized"] = time.perf_counter() - start
+        for tr in traces:
+            fallback = [(tr.initial, tr.ias_initial), (tr.rewritten, tr.ias_rewritten)]
+            self._settle(tr, tr.optimized, fallback, best_ias=select == "best_ias")
         return traces
 
-    # stage 2a: IAS of initial and rewritten instructions, all samples in one pass
-    n = len(traces)
-    rows = torch.arange(n, device=image_embeds.device).repeat(2)
-    texts = [tr["initial"] for tr in traces] + [tr["rewritten"] for tr in traces]
-    ias = instruction_alignment_score(model, image_embeds.index_select(0, rows), texts).tolist()
-    model.aio_counters["ias_calls"] += 1
-    cfg = model.cfg.aio
-    for i, tr in enumerate(traces):
-        tr["ias_initial"], tr["ias_rewritten"] = ias[i], ias[n + i]
-        pairs = [(tr["initial"], ias[i]), (tr["rewritten"], ias[n + i])]
-        if cfg.order == "shuffled":  # the ablation: same prompt, the two lines in a random order
-            random.Random(f"{cfg.seed}/{tr['initial']}").shuffle(pairs)
-        tr["comparison_prompt"] = comparison_prompt(
-            pairs, cfg.compare_template, cfg.compare_cue, ordered=cfg.order == "ias"
-        )
-    # stage 2b: the model, seeing the image, writes the optimized instruction
-    best = [min((tr["initial"], tr["ias_initial"]), (tr["rewritten"], tr["ias_rewritten"]), key=lambda p: p[1])[0]
-            for tr in traces]
-    prefix, prefix_mask = model.visual_prefix(image_embeds, best)
-    generated = model.adapter.generate(prefix, prefix_mask, [tr["comparison_prompt"] for tr in traces],
-                                       **_decoding(model, instructions))
-    model.aio_counters["compare_calls"] += 1
-    for tr, text in zip(traces, generated):
-        tr["generated"] = text.strip()
-    if select == "best_ias":
-        scored = [i for i, tr in enumerate(traces) if tr["generated"]]
-        if scored:
-            ias_gen = instruction_alignment_score(
-                model, image_embeds.index_select(0, torch.tensor(scored, device=image_embeds.device)),
-                [traces[i]["generated"] for i in scored],
-            ).tolist()
-            model.aio_counters["ias_calls"] += 1
-            for i, value in zip(scored, ias_gen):
-                traces[i]["ias_generated"] = value
-    for tr in traces:
-        fallback = [(tr["initial"], tr["ias_initial"]), (tr["rewritten"], tr["ias_rewritten"])]
-        if select == "best_ias" and tr.get("ias_generated") is not None:
-            fallback.append((tr["generated"], tr["ias_generated"]))
-            choice_text = min(fallback, key=lambda p: p[1])[0]
-            _settle(tr, choice_text, fallback, guard=cfg.guard)
-            if tr["used"] != tr["generated"] and not tr["reason"]:
-                tr["reason"] = "best_ias: a lower-IAS instruction was kept"
-        else:
-            _settle(tr, tr["generated"], fallback, guard=cfg.guard)
-    return traces
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _shown_pairs(self, trace: AIOTrace) -> List[Tuple[str, float]]:
+        """The (instruction, score) pairs the comparison prompt shows; ``order: shuffled`` may swap the scores."""
+        pairs = [(trace.initial, trace.ias_initial), (trace.rewritten, trace.ias_rewritten)]
+        if self.cfg.order == "shuffled" and random.Random(f"{self.cfg.seed}/{trace.initial}").random() < 0.5:
+            pairs = [(pairs[0][0], pairs[1][1]), (pairs[1][0], pairs[0][1])]
+            trace.notes.append("order shuffled: the two instructions' scores are swapped in the prompt")
+        return pairs
+
+    def _settle(
+        self, trace: AIOTrace, proposed: Optional[str], fallback: List[Tuple[str, float]], best_ias: bool = False
+    ) -> None:
+        """Choose ``trace.used`` from the proposed instruction (module docstring, step 4) and record why."""
+        spans = trace.keep_spans
+        trace.lost_spans = missing_spans(proposed, spans) if proposed else []
+        guarded = trace.guard == "content"
+        keeps = [p for p in fallback if not missing_spans(p[0], spans)] or [(trace.initial, 0.0)]
+        if not proposed:
+            trace.used = min(keeps if guarded else fallback, key=lambda p: p[1])[0]
+            trace.reason = "empty output"
+            return
+        if best_ias and trace.ias_optimized is not None:
+            options = fallback + [(proposed, trace.ias_optimized)]
+            if guarded:
+                options = [p for p in options if not missing_spans(p[0], spans)] or keeps
+            trace.used = min(options, key=lambda p: p[1])[0]
+            trace.guard_fired = guarded and bool(trace.lost_spans) and trace.used != proposed
+            if trace.used != proposed:
+                trace.reason = "best_ias: a lower-IAS instruction was kept"
+            return
+        if trace.lost_spans and guarded:
+            trace.used = min(keeps, key=lambda p: p[1])[0]
+            trace.guard_fired = True
+            trace.reason = "lost task content: " + "; ".join(repr(s) for s in trace.lost_spans)
+            return
+        trace.used = proposed
+
+    def _decoding(self, instructions: Sequence[str]) -> Dict[str, Any]:
+        """Greedy (``aio.num_beams``) decoding, capped near the length of the instructions being replaced."""
+        cfg = self.cfg
+        cap = cfg.max_new_tokens
+        if cap <= 0:
+            longest = max(self._counts("llm", instructions))
+            cap = min(int(1.25 * longest) + 4, cfg.max_new_tokens_limit)
+        return {"num_beams": cfg.num_beams, "max_new_tokens": cap,
+                "prompt_lookup_num_tokens": cfg.prompt_lookup_num_tokens}
+
+    def _note_truncation(self, traces: List[AIOTrace]) -> None:
+        texts = [tr.initial for tr in traces]
+        limits = self._counts("qformer_limit", texts)
+        for tr, n, limit in zip(traces, self._counts("qformer", texts), limits):
+            if n > limit:
+                tr.notes.append(f"instruction has {n} Q-Former tokens; only the last {limit} are read")
+
+    def _counts(self, kind: str, texts: Sequence[str]) -> List[int]:
+        """Token counts (``llm``, ``qformer``, ``qformer_limit``) of ``texts``, memoized per backend and text."""
+        token = self.backend.cache_token()
+        todo = list(dict.fromkeys(t for t in texts if (kind, token, t) not in self._lengths))
+        if todo:
+            if kind == "llm":
+                found = {t: (n,) for t, n in zip(todo, self.backend.llm_token_counts(todo))}
+            else:
+                found = dict(zip(todo, self.backend.qformer_token_budget(todo)))
+            for text, value in found.items():
+                for name, count in zip(("llm",) if kind == "llm" else ("qformer", "qformer_limit"), value):
+                    self._lengths[(name, token, text)] = count
+        counts = [self._lengths[(kind, token, t)] for t in texts]
+        while len(self._lengths) > max(self.cfg.cache_size, 0) * 3:
+            self._lengths.popitem(last=False)
+        return counts
 
 
-def new_trace(model, instruction: str, spans: Sequence[str], mode: str) -> Dict[str, Any]:
-    """A trace with the initial instruction; truncation beyond ``max_txt_len`` is recorded, not hidden."""
-    n_tokens = len(model.tokenizer(instruction).input_ids)
-    limit = model.cfg.qformer.max_txt_len
-    notes = [f"instruction has {n_tokens} Q-Former tokens; only the last {limit} are read"] if n_tokens > limit else []
-    return {
-        "mode": mode, "initial": instruction, "keep_spans": list(spans), "rewritten": None, "ias_initial": None,
-        "ias_rewritten": None, "comparison_prompt": None, "generated": None, "used": instruction, "reason": "",
-        "notes": notes,
-    }
-
-
-def _settle(trace: Dict[str, Any], proposed: str, fallback: List[tuple], guard: str = "content") -> None:
-    """Use ``proposed`` unless it is empty, or (``guard="content"``) lost task content; then the best-IAS
-    instruction that keeps it. The lost spans are recorded either way."""
-    spans = trace["keep_spans"]
-    lost = missing_spans(proposed, spans) if proposed else []
-    trace["lost_spans"] = lost
-    trace["guard_fired"] = False
-    if proposed and (not lost or guard == "none"):
-        trace["used"] = proposed
-        return
-    trace["guard_fired"] = bool(proposed)
-    keeping = [p for p in fallback if not missing_spans(p[0], spans)] or [(trace["initial"], 0.0)]
-    trace["used"] = min(keeping, key=lambda p: p[1])[0]
-    trace["reason"] = "empty output" if not proposed else "lost task content: " + "; ".join(repr(s) for s in lost)
-
-
-def _decoding(model, instructions: Sequence[str]) -> Dict[str, Any]:
-    """Greedy (``aio.num_beams``) decoding capped near the length of the instructions being replaced."""
-    cfg = model.cfg.aio
-    cap = cfg.max_new_tokens
-    if cap <= 0:
-        longest = max(len(model.adapter.tokenizer(t).input_ids) for t in instructions)
-        cap = int(1.25 * longest) + 4
-    return dict(num_beams=cfg.num_beams, max_length=cap, min_length=1, do_sample=False,
-                top_p=0.9, temperature=1.0, repetition_penalty=1.0, length_penalty=1.0, num_return_sequences=1)
+def _choice(value: str, allowed: Sequence[str], what: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{what} must be one of {', '.join(allowed)}, got {value!r}")
+    return value

@@ -6,14 +6,15 @@ Scales: per-example functions (``vqa_accuracy``, ``textvqa_accuracy``, ``ndcg``)
 ``[0, 1]``; corpus-level helpers (``mean_*_accuracy``, ``accuracy``, ``visdial_metrics`` R@k/MRR, ``cider``'s
 ``CIDEr``) return the paper's x100 scale.
 
-Benchmark -> function: Flickr30K, NoCaps -> :func:`cider`; VSR, IconQA, ScienceQA -> :func:`accuracy`;
-GQA -> :func:`mean_gqa_accuracy`; VizWiz, TextVQA -> :func:`mean_textvqa_accuracy` (EvalAI normalization);
-VQA v2-style -> :func:`mean_vqa_accuracy`; Visual Dialog -> :func:`ranks_from_scores` + :func:`visdial_metrics`
+Benchmark -> function: Flickr30K, NoCaps -> :func:`cider`; VSR -> :func:`true_false_answer` + :func:`accuracy`
+(ranked on request: :func:`accuracy`); IconQA, ScienceQA -> :func:`accuracy`; GQA -> :func:`mean_gqa_accuracy`
+(LAVIS's rule); VizWiz, TextVQA -> :func:`mean_textvqa_accuracy` (EvalAI normalization); VQA v2-style ->
+:func:`mean_vqa_accuracy` (the official evaluator); Visual Dialog -> :func:`ranks_from_scores` + :func:`visdial_metrics`
 (MRR); HatefulMemes -> :func:`roc_auc`.
 """
 
 from .caption_scores import PTB_PUNCTUATION, cider, fallback_ptb_tokenize
-from .classification import accuracy, roc_auc
+from .classification import accuracy, roc_auc, true_false_answer
 from .ranking import ndcg, ranks_from_scores, visdial_metrics
 from .vqa_accuracy import (
     evalai_normalize,
@@ -45,6 +46,7 @@ __all__ = [
     "ranks_from_scores",
     "roc_auc",
     "textvqa_accuracy",
+    "true_false_answer",
     "visdial_metrics",
     "vqa_accuracy",
 ]

@@ -1,9 +1,15 @@
-"""Top-1 accuracy and ROC-AUC for the choice / classification benchmarks.
+"""Top-1 accuracy, the true/false reading of a generated VSR answer, and ROC-AUC.
 
-VisLingInstruct (NAACL 2024, Sec. 4.3, Table 1) reports top-1 accuracy on VSR, GQA, IconQA, ScienceQA (image
-subset) and ROC-AUC on HatefulMemes; for the choice benchmarks the prediction is the candidate with the lowest
-language-model loss, as in InstructBLIP. Accuracy follows the official scripts (ScienceQA ``tools/evaluate_acc.py``,
-VSR ``src/eval.py``: fraction of predictions equal to the label), reported x100 as in the paper.
+VisLingInstruct (NAACL 2024, Sec. 4.3, Table 1) reports top-1 accuracy on VSR, IconQA, ScienceQA (image subset) and
+ROC-AUC on HatefulMemes. IconQA and ScienceQA predict the candidate with the lowest language-model loss (section
+4.3, as InstructBLIP); VSR generates an answer to Table 4's "is this statement true or false?", read by
+:func:`true_false_answer`. Accuracy follows the official scripts (ScienceQA ``tools/evaluate_acc.py``, VSR
+``src/eval.py``: fraction of predictions equal to the label), reported x100 as in the paper.
+
+What counts as a VSR answer: the generated text is lower-cased, every character that is not a letter or a digit
+becomes a space, and the words are joined again; ``true`` or ``yes`` alone is label 1, ``false`` or ``no`` alone is
+label 0, anything else (a sentence, ``true or false``, an empty answer) is no answer and counts as wrong. Yes/no is
+accepted because Table 4's question is a yes/no question in form and instruction-tuned models answer either way.
 
 ROC-AUC is what HatefulMemes' official evaluation computes with ``sklearn.metrics.roc_auc_score(labels, scores)``.
 It is implemented here without sklearn through its rank (Mann-Whitney U) form: with average ranks over tied scores,
@@ -14,13 +20,18 @@ fraction in ``[0, 1]``, like sklearn; multiply by 100 for the paper's table.
 """
 
 import logging
-from typing import Any, Sequence
+import re
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["accuracy", "roc_auc"]
+__all__ = ["accuracy", "roc_auc", "true_false_answer"]
+
+TRUE_ANSWERS = frozenset({"true", "yes"})
+FALSE_ANSWERS = frozenset({"false", "no"})
+_NOT_ALNUM = re.compile(r"[^0-9a-z]+")
 
 
 def accuracy(preds: Sequence[Any], labels: Sequence[Any]) -> float:
@@ -41,6 +52,23 @@ def accuracy(preds: Sequence[Any], labels: Sequence[Any]) -> float:
     if len(preds) == 0:
         raise ValueError("no predictions to score")
     return 100.0 * sum(1 for p, y in zip(preds, labels) if p == y) / len(preds)
+
+
+def true_false_answer(text: str) -> Optional[int]:
+    """The label a generated VSR answer states (module docstring).
+
+    Args:
+        text: The generated answer.
+
+    Returns:
+        1 for ``true``/``yes``, 0 for ``false``/``no`` (case and punctuation ignored), None for anything else.
+    """
+    words = " ".join(_NOT_ALNUM.sub(" ", text.lower()).split())
+    if words in TRUE_ANSWERS:
+        return 1
+    if words in FALSE_ANSWERS:
+        return 0
+    return None
 
 
 def _average_ranks(values: np.ndarray) -> np.ndarray:

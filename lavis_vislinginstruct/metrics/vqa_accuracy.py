@@ -1,21 +1,29 @@
 """VQA-style answer normalization and soft accuracy (VQA v2, TextVQA, VizWiz, GQA).
 
-Three scoring conventions are used by the zero-shot suite of VisLingInstruct (NAACL 2024, Table 1), which follows
-InstructBLIP's evaluation protocol:
+Three scoring rules; which benchmark of VisLingInstruct's zero-shot suite (NAACL 2024, Table 1, following
+InstructBLIP's protocol) uses which, and why:
 
-* **Official VQA accuracy** (:func:`vqa_accuracy`), as defined by the GT-Vision-Lab evaluator
-  (``GT-Vision-Lab/VQA``, ``PythonEvaluationTools/vqaEvaluation/vqaEval.py``, BSD-2 licence): whitespace
-  (``\\n``, ``\\t``, outer spaces) is cleaned on the prediction and every ground-truth answer; **only when the
-  ground-truth answers are not all identical** are the prediction and every answer passed through
-  :func:`process_punctuation` and :func:`process_digit_article`. The score is the leave-one-out average
-  ``mean_i min(1, #{j != i : gt_j == pred} / 3)``.
-* **EvalAI / m4c accuracy** (:func:`textvqa_accuracy`), as used by the TextVQA and VizWiz servers and by
-  ``TextVQAAccuracyEvaluator`` in facebookresearch/mmf (``EvalAIAnswerProcessor``, BSD licence): the prediction and
-  every answer are always normalized with :func:`evalai_normalize`, then the same leave-one-out average is taken over
-  the *enumerated* answer list. VizWiz's ``"unanswerable"`` is an ordinary answer string.
-* **GQA exact match** (:func:`gqa_exact_match`), LAVIS ``GQATask._report_metrics`` style: the VQA normalizer, then
-  string equality. LAVIS normalizes only the prediction; we normalize both sides (GQA answers are already in
-  normalized form, so this only protects against stray casing/punctuation in converted annotation files).
+* **Official VQA accuracy** (:func:`vqa_accuracy`): the GT-Vision-Lab evaluator (``GT-Vision-Lab/VQA``,
+  ``PythonEvaluationTools/vqaEvaluation/vqaEval.py``, BSD-2 licence; LAVIS 1.0.2 ships the same logic as
+  ``lavis.common.vqa_tools.vqa_eval.VQAEval``, and ``tests/test_metrics.py`` compares with it). The prediction is
+  **always** normalized: whitespace (``\\n``, ``\\t``, outer spaces), then :func:`process_punctuation`, then
+  :func:`process_digit_article`. The ground-truth answers are compared as they are, except that **when they are not
+  all identical** each one is passed through :func:`process_punctuation` (and only that: no lower-casing, digits or
+  articles, and no whitespace cleaning). The score is the leave-one-out average
+  ``mean_i min(1, #{j != i : gt_j == pred} / 3)``. This is the VQA v2 rule; none of the paper's ten benchmarks is
+  VQA v2, so it serves users who score VQA v2-style files (``mean_vqa_accuracy``).
+* **EvalAI / m4c accuracy** (:func:`textvqa_accuracy`): **TextVQA and VizWiz**. Their evaluation servers (EvalAI),
+  mmf's ``TextVQAAccuracyEvaluator`` (``EvalAIAnswerProcessor``, BSD licence) and lmms-eval score this way, so the
+  numbers are comparable to the leaderboards and to InstructBLIP's: the prediction and every answer are always
+  normalized with :func:`evalai_normalize`, then the same leave-one-out average is taken over the *enumerated*
+  answer list. VizWiz's ``"unanswerable"`` is an ordinary answer string.
+* **GQA exact match** (:func:`gqa_exact_match`): **GQA**, with LAVIS's ``GQATask._report_metrics`` rule, the one
+  behind InstructBLIP's (and so the paper's) GQA numbers: the prediction is normalized by ``processPunctuation`` and
+  ``processDigitArticle`` and compared with the raw answer string. GQA's official ``eval.py`` compares raw strings
+  and expects predictions in its answer vocabulary (lower-case words), so the normalization only forgives a model's
+  casing and trailing period; an answer that the normalizer would change itself (``"t-shirt"`` becomes
+  ``"t shirt"``) can then never be matched, in LAVIS as here. :func:`gqa_exact_match` with ``normalize_answer=True``
+  normalizes both sides; the GQA scorer reports that as ``accuracy_normalized_answer`` beside the LAVIS number.
 
 Facts taken from the official evaluators (reimplemented here, not copied):
 
@@ -29,8 +37,10 @@ Facts taken from the official evaluators (reimplemented here, not copied):
   spellings without an apostrophe are expanded (``dont`` -> ``don't``). Keys of the official table that contain
   capitals (``Im``, ``Ive``, ``Id've``, ``I'dve``) can never match after lower-casing and identity entries
   (``let's``, ``she's``) change nothing, so they are omitted; the official typo ``somebody'd -> somebodyd`` is kept.
-* the official evaluator builds the leave-one-out subsets with ``item != gtAnsDatum`` on answer *dicts*; for VizWiz
-  (no ``answer_id``) this removes every identical answer at once. We enumerate positions instead, as m4c does.
+* the official evaluator builds the leave-one-out subsets with ``item != gtAnsDatum`` on answer *dicts*; VQA v2's
+  answer records carry an ``answer_id``, so that removes exactly one entry, which is what enumerating positions does
+  (as m4c does too). For answer dicts without an id (VizWiz) the official comparison would remove every identical
+  answer at once; enumerating keeps the intended rule.
 """
 
 import logging
@@ -207,12 +217,12 @@ def _check_answers(gt_answers: Sequence[str]) -> None:
 
 
 def vqa_accuracy(prediction: str, gt_answers: Sequence[str]) -> float:
-    """Official VQA accuracy of one prediction (GT-Vision-Lab ``vqaEval.py``).
+    """Official VQA accuracy of one prediction (GT-Vision-Lab ``vqaEval.py``; module docstring).
 
-    Normalization (:func:`normalize_vqa_answer`) is applied to the prediction and the answers only when the cleaned
-    answers are not all identical, exactly as the official evaluator does; callers that want a lenient score for
-    free-form generations should normalize the prediction themselves first. Any number of answers is accepted (VQA v2
-    and VizWiz have 10); with a single answer the leave-one-out subsets are empty and the score is always 0.
+    The prediction is always normalized (:func:`normalize_vqa_answer`); the answers only get
+    :func:`process_punctuation`, and only when they are not all identical. So ``"two"`` against ten ``"2"`` scores 1
+    and ``"2"`` against ten ``"two"`` scores 0, as in the official evaluator. Any number of answers is accepted (VQA
+    v2 and VizWiz have 10); with a single answer the leave-one-out subsets are empty and the score is always 0.
 
     Args:
         prediction: The model's answer.
@@ -226,11 +236,10 @@ def vqa_accuracy(prediction: str, gt_answers: Sequence[str]) -> float:
         ValueError: If ``gt_answers`` is empty.
     """
     _check_answers(gt_answers)
-    prediction = _clean_whitespace(prediction)
-    answers = [_clean_whitespace(a) for a in gt_answers]
+    prediction = normalize_vqa_answer(prediction)
+    answers = list(gt_answers)
     if len(set(answers)) > 1:
-        answers = [process_digit_article(process_punctuation(a)) for a in answers]
-        prediction = process_digit_article(process_punctuation(prediction))
+        answers = [process_punctuation(a) for a in answers]
     return _leave_one_out(prediction, answers)
 
 
@@ -254,17 +263,20 @@ def textvqa_accuracy(prediction: str, gt_answers: Sequence[str]) -> float:
     return _leave_one_out(evalai_normalize(prediction), [evalai_normalize(a) for a in gt_answers])
 
 
-def gqa_exact_match(prediction: str, answer: str) -> bool:
-    """GQA accuracy of one prediction: VQA normalization of both sides, then string equality.
+def gqa_exact_match(prediction: str, answer: str, normalize_answer: bool = False) -> bool:
+    """GQA accuracy of one prediction, LAVIS's ``GQATask`` rule (module docstring).
 
     Args:
-        prediction: The model's answer.
-        answer: The single ground-truth answer.
+        prediction: The model's answer; normalized by ``processPunctuation`` then ``processDigitArticle``.
+        answer: The single ground-truth answer, compared as it is.
+        normalize_answer: Also normalize the answer the same way (not LAVIS's rule; forgives answers such as
+            ``"t-shirt"`` that the normalizer changes).
 
     Returns:
-        Whether the normalized strings are equal.
+        Whether the strings are equal.
     """
-    return normalize_vqa_answer(prediction) == normalize_vqa_answer(answer)
+    predicted = process_digit_article(process_punctuation(prediction))
+    return predicted == (process_digit_article(process_punctuation(answer)) if normalize_answer else answer)
 
 
 def _check_lengths(predictions: Sequence, targets: Sequence) -> None:
@@ -308,12 +320,13 @@ def mean_textvqa_accuracy(predictions: Sequence[str], gt_answers: Sequence[Seque
     return 100.0 * sum(textvqa_accuracy(p, g) for p, g in zip(predictions, gt_answers)) / len(predictions)
 
 
-def mean_gqa_accuracy(predictions: Sequence[str], answers: Sequence[str]) -> float:
+def mean_gqa_accuracy(predictions: Sequence[str], answers: Sequence[str], normalize_answer: bool = False) -> float:
     """Corpus-level GQA exact-match accuracy in percent.
 
     Args:
         predictions: One answer per question.
         answers: The ground-truth answer of each question, aligned with ``predictions``.
+        normalize_answer: See :func:`gqa_exact_match`.
 
     Returns:
         ``100 * mean(gqa_exact_match)``.
@@ -322,4 +335,5 @@ def mean_gqa_accuracy(predictions: Sequence[str], answers: Sequence[str]) -> flo
         ValueError: On empty input or length mismatch.
     """
     _check_lengths(predictions, answers)
-    return 100.0 * sum(gqa_exact_match(p, a) for p, a in zip(predictions, answers)) / len(predictions)
+    hits = sum(gqa_exact_match(p, a, normalize_answer) for p, a in zip(predictions, answers))
+    return 100.0 * hits / len(predictions)

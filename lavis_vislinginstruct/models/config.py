@@ -5,6 +5,7 @@ LAVIS config (``arch``, ``model_type`` and the LAVIS loading keys are allowed) a
 error that names it, so a typo in a YAML file never passes silently.
 """
 import dataclasses
+import re
 import typing
 from dataclasses import dataclass, field
 from typing import Any, Dict, Optional
@@ -15,6 +16,8 @@ from ..aio.config import AIO_MODES, AIOCfg, choices  # noqa: F401  (AIO_MODES re
 
 #: Keys LAVIS itself puts in a model config; accepted and ignored by the typed config (``finetuned`` is ours).
 LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained"}
+#: ``llm.device_map`` values: accelerate's strategies or one device.
+DEVICE_MAP = r"auto|balanced|balanced_low_0|sequential|cpu|cuda(:\d+)?"
 
 
 @dataclass
@@ -60,6 +63,31 @@ class LLMCfg:
     config: Dict[str, Any] = field(default_factory=dict)  # HF config fields used to build the LLM without files
     dtype: str = choices("auto", ("auto", "fp16", "bf16", "fp32"))  # auto: fp16 Vicuna / bf16 T5 on GPU, fp32 on CPU
     max_output_txt_len: int = 256
+    # Low-memory loading of `model` (transformers' BitsAndBytesConfig; CUDA and bitsandbytes needed): linear layers
+    # in 8-bit (LLM.int8()) or 4-bit (NF4, double quantization, `dtype` compute); ViT, Q-Former, projection unchanged.
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    # "" keeps the LLM with the rest of the model; auto | balanced | balanced_low_0 | sequential (accelerate) split
+    # it over the visible GPUs (then CPU), or a device such as cuda:1 puts it there. Passed to from_pretrained.
+    device_map: str = ""
+
+    def __post_init__(self):
+        if self.load_in_8bit and self.load_in_4bit:
+            raise ValueError("model.llm.load_in_8bit and model.llm.load_in_4bit exclude each other: choose one")
+        if self.device_map and not re.fullmatch(DEVICE_MAP, self.device_map):
+            raise ValueError(
+                f"model.llm.device_map must be auto, balanced, balanced_low_0, sequential or a device "
+                f"(cpu, cuda, cuda:N), got {self.device_map!r}"
+            )
+        if self.placed and not self.model:
+            what = "load_in_8bit" if self.load_in_8bit else "load_in_4bit" if self.load_in_4bit else "device_map"
+            raise ValueError(f"model.llm.{what} needs model.llm.model (a pretrained LLM to load); this LLM is built "
+                             f"from llm.config with random weights")
+
+    @property
+    def placed(self) -> bool:
+        """True when ``from_pretrained`` places the LLM (quantized or ``device_map``): nothing moves or casts it."""
+        return self.load_in_8bit or self.load_in_4bit or bool(self.device_map)
 
 
 @dataclass

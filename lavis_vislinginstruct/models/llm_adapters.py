@@ -17,8 +17,10 @@ Adapters are plain objects: the HF model stays an attribute of the owning ``nn.M
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
+from transformers import TextIteratorStreamer
 from transformers.modeling_outputs import BaseModelOutput
 
+from .decoding import causal_mask, greedy_decode
 from .losses import IGNORE_INDEX, sequence_nll, token_nll
 
 
@@ -44,6 +46,26 @@ class LLMAdapter:
 
     def autocast(self):
         return self._owner[0].maybe_autocast(self.autocast_dtype)
+
+    def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """Generated ids as ``generate`` decodes them (in place; the identity unless a family needs more)."""
+        return ids
+
+    def make_streamer(self, timeout=None) -> "AdapterStreamer":
+        """A streamer for ``generate(..., streamer=...)`` that decodes as ``generate`` does."""
+        return AdapterStreamer(self, timeout)
+
+
+class AdapterStreamer(TextIteratorStreamer):
+    """transformers' ``TextIteratorStreamer`` fed with the ids an adapter decodes (the prompt is skipped: for T5 it
+    is the decoder start token, for Vicuna the empty ``input_ids`` beside ``inputs_embeds``)."""
+
+    def __init__(self, adapter: LLMAdapter, timeout=None):
+        super().__init__(adapter.tokenizer, skip_prompt=True, timeout=timeout, skip_special_tokens=True)
+        self._clean = adapter.clean_ids
+
+    def put(self, value: torch.Tensor) -> None:
+        super().put(self._clean(value.clone()))
 
 
 class DecoderOnlyAdapter(LLMAdapter):
@@ -101,21 +123,31 @@ class DecoderOnlyAdapter(LLMAdapter):
             out = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, labels=labels, return_dict=True)
         return out.loss
 
-    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
-        """Per-sample NLL of ``continuations`` (no eos appended) after ``[visual][</s> prompt]``; (B,)."""
-        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, prompts, continuations, add_eos=False)
+    def continuation_nll(
+        self, prefix, prefix_mask, prompts, continuations, reduction="mean", add_eos=False
+    ) -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (``add_eos``: followed by ``</s>``) after ``[visual][</s> prompt]``;
+        (B,)."""
+        embeds, attention_mask, labels = self._lm_inputs(prefix, prefix_mask, prompts, continuations, add_eos)
+        position_ids = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
         with self.autocast():
-            logits = self.lm(inputs_embeds=embeds, attention_mask=attention_mask, return_dict=True).logits
+            mask = causal_mask(attention_mask, embeds.dtype)  # built once, not by HF's per-call mask code
+            logits = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids).logits
         return sequence_nll(logits[:, :-1], labels[:, 1:], reduction)
 
     def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
         """LAVIS's Vicuna ``generate``: left-padded prompts after the visual tokens; id 0 mapped to eos.
 
         ``max_length`` and ``min_length`` count generated tokens, as they did for LAVIS under transformers 4.33
-        (later releases subtract the length of ``inputs_embeds`` from them).
+        (later releases subtract the length of ``inputs_embeds`` from them). Greedy calls (one beam, no sampling,
+        no repetition penalty) run :func:`.decoding.greedy_decode`, which gives HF's greedy tokens without its
+        per-step mask rebuilding, and honours ``prompt_lookup_num_tokens`` for whole batches; everything else
+        is HF ``generate``.
         """
         gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
         gen_kwargs["min_new_tokens"] = gen_kwargs.pop("min_length", 0)
+        lookup = gen_kwargs.pop("prompt_lookup_num_tokens", 0) or 0
+        streamer = gen_kwargs.pop("streamer", None)  # fed by either decoding path
         tok = self.tokenizer
         tok.padding_side = "left"
         llm_tokens = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
@@ -126,11 +158,26 @@ class DecoderOnlyAdapter(LLMAdapter):
                 attention_mask = torch.cat([prefix_mask, llm_tokens.attention_mask], dim=1)
             else:
                 attention_mask = llm_tokens.attention_mask
-            outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **gen_kwargs)
-        outputs[outputs == 0] = 2
-        return [t.strip() for t in tok.batch_decode(outputs, skip_special_tokens=True)]
+            if _is_greedy(gen_kwargs):
+                eos = self.lm.generation_config.eos_token_id
+                text_ids = [ids[m.bool()].tolist() for ids, m in zip(llm_tokens.input_ids, llm_tokens.attention_mask)]
+                rows = greedy_decode(
+                    self.lm, embeds, attention_mask, gen_kwargs["max_new_tokens"], eos if isinstance(eos, list)
+                    else [eos], gen_kwargs["min_new_tokens"], prompt_ids=text_ids, lookup=lookup, streamer=streamer,
+                )
+                outputs = _pad_rows(rows, tok.pad_token_id)
+            else:
+                if streamer is not None:
+                    gen_kwargs["streamer"] = streamer
+                outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=attention_mask, **gen_kwargs)
+        return [t.strip() for t in tok.batch_decode(self.clean_ids(outputs), skip_special_tokens=True)]
 
-    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
+    def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
+        """LAVIS maps id 0 (``<unk>``, which this tokenizer no longer treats as special) to eos before decoding."""
+        ids[ids == 0] = 2
+        return ids
+
+    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128, return_greedy=False):
         """Candidate NLLs with one prefill of ``[visual][</s> prompt]`` per sample, shared through the KV cache.
 
         Each sample's candidates are packed side by side into one row after its cached prefix; a 4-D attention
@@ -138,6 +185,10 @@ class DecoderOnlyAdapter(LLMAdapter):
         position ids restart at the prefix length for each candidate. So no prefix is recomputed or copied per
         candidate. ``chunk_size`` bounds the candidates packed per sample and pass (the cache is cropped back to
         the prefix between passes).
+
+        Returns:
+            Per sample, the NLL of each candidate; with ``return_greedy``, also per candidate whether every one
+            of its tokens is the argmax after the tokens before it (greedy decoding would produce it).
         """
         tok = self.tokenizer
         tok.padding_side = "left"
@@ -148,15 +199,17 @@ class DecoderOnlyAdapter(LLMAdapter):
             embeds = torch.cat([prefix, self.embed(p.input_ids)], dim=1)
             out = self.lm(
                 inputs_embeds=embeds,
-                attention_mask=attention_mask,
+                attention_mask=causal_mask(attention_mask, embeds.dtype),
                 position_ids=position_ids,
                 use_cache=True,
                 return_dict=True,
             )
         first_logp = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, V): each candidate's first token
+        first_best = first_logp.argmax(-1).tolist()  # (B,)
         cache, prefix_width = out.past_key_values, attention_mask.size(1)
         cand_ids = [[tok(c).input_ids[1:] for c in cands] for cands in candidates]  # LAVIS drops the bos
         scores: List[List[float]] = [[] for _ in candidates]
+        greedy: List[List[bool]] = [[] for _ in candidates]
         longest = max(len(c) for c in candidates)
         for start in range(0, longest, chunk_size):
             chunk = [ids[start : start + chunk_size] for ids in cand_ids]
@@ -172,16 +225,39 @@ class DecoderOnlyAdapter(LLMAdapter):
                 ).logits  # (B, M, V)
             _crop(cache, prefix_width)
             logp = torch.log_softmax(logits.float(), dim=-1)
+            best = logp.argmax(-1)  # (B, M): the greedy next token at every packed position
             for i, spans in enumerate(packed["spans"]):
                 for (a, b), ids in zip(spans, chunk[i]):
                     target = torch.tensor(ids, device=logp.device)
                     nll = torch.cat([-first_logp[i, target[:1]], -logp[i, torch.arange(a, b - 1), target[1:]]])
                     scores[i].append((nll.sum() if reduction == "sum" else nll.mean()).item())
-        return scores
+                    greedy[i].append(first_best[i] == ids[0] and bool((best[i, a : b - 1] == target[1:]).all()))
+        return (scores, greedy) if return_greedy else scores
 
     @property
     def llm_dtype(self) -> torch.dtype:
         return self.lm.get_input_embeddings().weight.dtype
+
+
+def _is_greedy(gen_kwargs: Dict[str, Any]) -> bool:
+    """Whether HF ``generate`` would run plain greedy search for these settings (``greedy_decode`` then applies)."""
+    plain = {"max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "top_p", "temperature",
+             "repetition_penalty", "length_penalty", "num_return_sequences"}
+    return (
+        set(gen_kwargs) <= plain
+        and gen_kwargs.get("num_beams", 1) == 1
+        and not gen_kwargs.get("do_sample", False)
+        and gen_kwargs.get("repetition_penalty", 1.0) in (None, 1.0)
+        and gen_kwargs.get("num_return_sequences", 1) in (None, 1)
+    )
+
+
+def _pad_rows(rows: List[List[int]], pad_id: int) -> torch.Tensor:
+    width = max(1, max(len(r) for r in rows))
+    out = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = torch.tensor(r, dtype=torch.long)
+    return out
 
 
 def _pack(chunk: List[List[List[int]]], prefix_mask: torch.Tensor, pad_id: int, dtype: torch.dtype) -> Dict[str, Any]:
@@ -267,18 +343,26 @@ class EncoderDecoderAdapter(LLMAdapter):
             )
         return out.loss
 
-    def continuation_nll(self, prefix, prefix_mask, prompts, continuations, reduction="mean") -> torch.Tensor:
-        """Per-sample NLL of ``continuations`` (no eos) in the decoder, given ``[visual][prompt]``; (B,)."""
+    def continuation_nll(
+        self, prefix, prefix_mask, prompts, continuations, reduction="mean", add_eos=False
+    ) -> torch.Tensor:
+        """Per-sample NLL of ``continuations`` (``add_eos``: followed by ``</s>``) in the decoder, given
+        ``[visual][prompt]``; (B,)."""
         with self.autocast():
             embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
-            labels, dec_mask = self._targets(continuations, add_eos=False)
+            labels, dec_mask = self._targets(continuations, add_eos=add_eos)
             logits = self.lm(
                 inputs_embeds=embeds, attention_mask=mask, labels=labels, decoder_attention_mask=dec_mask
             ).logits
         return sequence_nll(logits, labels, reduction)
 
     def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
-        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there."""
+        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there.
+
+        ``prompt_lookup_num_tokens`` is ignored: HF's prompt-lookup decoding takes one sequence at a time, and the
+        decoder-only loop of :mod:`.decoding` has no encoder-decoder counterpart here.
+        """
+        gen_kwargs.pop("prompt_lookup_num_tokens", None)
         if "max_length" in gen_kwargs:
             gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
         with self.autocast():
@@ -286,16 +370,22 @@ class EncoderDecoderAdapter(LLMAdapter):
             outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)
         return self.tokenizer.batch_decode(outputs, skip_special_tokens=True)
 
-    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128) -> List[List[float]]:
-        """Candidate NLLs (candidates end with eos, as LAVIS) decoding against one encoder pass per sample."""
+    def rank(self, prefix, prefix_mask, prompts, candidates, reduction="mean", chunk_size=128, return_greedy=False):
+        """Candidate NLLs (candidates end with eos, as LAVIS) decoding against one encoder pass per sample.
+
+        The prompt is not truncated (LAVIS's T5 ``_predict_class`` tokenizes it whole: long ScienceQA hints and
+        Visual Dialog histories stay in); only the Q-Former text, in ``visual_prefix``, is cut to ``max_txt_len``.
+        With ``return_greedy``, also per candidate whether greedy decoding would produce it (eos included).
+        """
         with self.autocast():
-            embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts)
+            embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts, truncate=False)
             encoded = self.lm.encoder(inputs_embeds=embeds, attention_mask=mask, return_dict=True).last_hidden_state
         eos = self.output_tokenizer.eos_token_id
         rows, cand_ids = _flatten_candidates(
             candidates, lambda c: self.output_tokenizer(c, add_special_tokens=False).input_ids + [eos]
         )
         scores = torch.empty(len(rows))
+        greedy = torch.empty(len(rows), dtype=torch.bool)
         for start in range(0, len(rows), chunk_size):
             sel = torch.tensor(rows[start : start + chunk_size], device=self.device)
             ids, dec_mask = _pad(cand_ids[start : start + chunk_size], self.tokenizer.pad_token_id, self.device)
@@ -309,6 +399,10 @@ class EncoderDecoderAdapter(LLMAdapter):
                     return_dict=True,
                 ).logits
             scores[start : start + len(sel)] = _reduce(token_nll(logits, labels), labels, reduction).cpu()
+            hits = (logits.argmax(-1) == labels) | (labels == IGNORE_INDEX)  # (N, T)
+            greedy[start : start + len(sel)] = hits.all(-1).cpu()
+        if return_greedy:
+            return _unflatten(scores, candidates), _unflatten(greedy, candidates)
         return _unflatten(scores, candidates)
 
 

@@ -3,8 +3,13 @@
 ``load_model_and_preprocess`` of LAVIS takes no overrides; command-line tools use this so that real weights can
 be pointed at with ``--options llm.model=/path/vicuna-7b checkpoint=/path/ckpt.pth``, or a trained model named by
 one spec file (``--model-spec demo_output/model.yaml``, see :mod:`.spec`).
+
+Options are model settings, so the ``model.`` prefix that ``train.py``/``evaluate.py`` need may be left out:
+``cmaa.enabled=False`` and ``model.cmaa.enabled=False`` are the same option here. ``run.*``/``datasets.*`` keys
+and the model's name and type (use the arguments) are refused; unknown keys and bad values are refused by the
+typed config, which names them.
 """
-from typing import Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import torch
 from lavis.common.registry import registry
@@ -57,12 +62,32 @@ def load_with_options(
     name, model_type, overrides = resolve_model(name, model_type, spec)
     cls = model_class(name)
     cfg = OmegaConf.load(cls.default_config_path(model_type))
-    for option in options:
-        if "=" not in option:
-            raise ValueError(f"option {option!r} is not key=value")
-    cfg.model = OmegaConf.merge(cfg.model, overrides, OmegaConf.from_dotlist(list(options)))
+    cfg.model = OmegaConf.merge(cfg.model, overrides, OmegaConf.from_dotlist(model_options(options)))
     model = cls.from_config(cfg.model).eval()
     if torch.device(device).type == "cpu":
         model = model.float()
     vis, txt = load_preprocess(cfg.preprocess)
     return model.to(device), vis, txt
+
+
+def model_options(options: Sequence[str]) -> List[str]:
+    """``key=value`` model options with the optional ``model.`` prefix removed (module docstring).
+
+    Raises:
+        ValueError: For an option that is not ``key=value``, a ``run``/``datasets`` key, or ``arch``/``model_type``.
+    """
+    out = []
+    for option in options:
+        key, sep, value = str(option).partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"option {option!r} is not key=value (e.g. cmaa.enabled=False)")
+        if key.startswith("model."):
+            key = key[len("model."):]
+        head = key.split(".")[0]
+        if head in ("run", "datasets"):
+            raise ValueError(f"option {option!r}: only model settings apply here ({head}.* are train.py/evaluate.py's)")
+        if head in ("arch", "model_type"):
+            raise ValueError(f"option {option!r}: name the model and its type with their own arguments (or a spec)")
+        out.append(f"{key}={value}")
+    return out

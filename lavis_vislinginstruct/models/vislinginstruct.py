@@ -15,12 +15,19 @@ Data flow of one sample (shapes for the real models):
 With ``cmaa.enabled: false`` the model computes exactly what LAVIS's InstructBLIP computes for the same weights.
 Parameter names equal LAVIS's (``visual_encoder``, ``ln_vision``, ``query_tokens``, ``Qformer.bert``,
 ``llm_proj``/``t5_proj``, ``llm_model``/``t5_model``), so the published InstructBLIP checkpoints load unchanged.
+
+Checkpoints (the plugin's side of LAVIS's runner contract): ``state_dict()`` is what a checkpoint of this model
+holds, the trainable parameters only (the projection; everything else comes from the files the config names), and
+``load_state_dict(strict=True)`` accepts such a checkpoint while still refusing unexpected keys and missing
+trainable ones. So LAVIS 1.0.2's stock ``RunnerBase._save_checkpoint``/``_load_checkpoint`` write a few MB for a 7B
+model and resume from them. ``full_state_dict()`` is every tensor (PyTorch's ``state_dict``). The model also
+records which file each parameter came from (``weight_sources``), so entry points can refuse to evaluate a model
+whose pretrained parts would stay random (:meth:`VisLingInstruct.check_weights_loaded`).
 """
 import contextlib
 import logging
 import os
-from collections import Counter
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
 import torch
 import torch.nn as nn
@@ -28,9 +35,13 @@ from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel
 from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
+from ..aio.optimizer import InstructionOptimizer
+from ..aio.trace import AIOTrace
 from ..paths import package_path
 from . import tokenizers
-from .config import AIO_MODES, VisLingInstructCfg, choice
+from . import checkpoint as ckpt
+from .aio_backend import VisLingInstructBackend
+from .config import VisLingInstructCfg, choice
 from .cross_modal_attention import CrossModalAlignmentAttention
 from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
 from .qformer import build_qformer
@@ -38,15 +49,23 @@ from .vision import build_vision_tower, freeze
 
 logger = logging.getLogger(__name__)
 
+#: Per-call variants of one model (:meth:`VisLingInstruct.variant`).
+MODEL_VARIANTS = ("vanilla", "ema")
+
 
 class VisLingInstruct(BaseModel):
     """InstructBLIP architecture + Cross-Modal Alignment Attention; see the module docstring."""
 
     PRETRAINED_MODEL_CONFIG_DICT: Dict[str, str] = {}
+    #: Model types whose weights are random on purpose (tests, plumbing checks); every other type must load all of
+    #: its weights from files before it evaluates (:meth:`check_weights_loaded`).
+    RANDOM_MODEL_TYPES: Tuple[str, ...] = ("tiny",)
 
     def __init__(self, cfg: VisLingInstructCfg):
         super().__init__()
         self.cfg = cfg
+        self.model_type = ""  # set by from_config (LAVIS's model_type; the typed config does not keep it)
+        self.weight_sources: Dict[str, str] = {}  # parameter name -> file it was loaded from (checkpoint.load_weights)
         family = choice(cfg.llm.family, {"decoder_only", "encoder_decoder"}, "llm.family")
 
         self.tokenizer = tokenizers.qformer_tokenizer(cfg.qformer.tokenizer)
@@ -70,8 +89,9 @@ class VisLingInstruct(BaseModel):
         llm_width = hidden.hidden_size if family == "decoder_only" else hidden.d_model
         setattr(self, self.adapter.proj_attr, nn.Linear(cfg.qformer.hidden_size, llm_width))
         self.apply_freezing()
-        self._aio_cache: Dict[str, str] = {}  # AIO stage-1 rewrites, memoized by instruction text
-        self.aio_counters: Counter = Counter()  # AIO stage calls, for benchmarks and logs
+        self.weights_version = 0  # bumped when weights are loaded or trained: AIO's rewrite cache depends on it
+        self.instruction_optimizer = InstructionOptimizer(cfg.aio, VisLingInstructBackend(self))
+        self._truncation_reported = False
 
     # ----------------------------------------------------------------------------------------------- set-up
 
@@ -103,6 +123,16 @@ class VisLingInstruct(BaseModel):
         trainable = {n: p.numel() for n, p in self.named_parameters() if p.requires_grad}
         groups = sorted({n.split(".")[0] for n in trainable})
         logger.info("trainable parameters: %d in %s", sum(trainable.values()), groups)
+
+    def train(self, mode: bool = True) -> "VisLingInstruct":
+        """``nn.Module.train``; entering training mode also invalidates AIO's memoized rewrites."""
+        if mode:
+            self.mark_weights_changed()
+        return super().train(mode)
+
+    def mark_weights_changed(self) -> None:
+        """Record that the weights changed (loaded or trained), so AIO does not reuse rewrites of the old ones."""
+        self.weights_version += 1
 
     def maybe_autocast(self, dtype: torch.dtype = torch.float16):
         """Autocast on GPU (fp16 for ViT and Vicuna, bf16 for T5), nothing on CPU, as LAVIS."""
@@ -186,12 +216,24 @@ class VisLingInstruct(BaseModel):
         num_captions: int = 1,
         temperature: float = 1,
         aio: Optional[str] = None,
-    ) -> List[str]:
-        """One generated text per sample (``num_captions`` per sample when sampling several), batched."""
+        return_traces: bool = False,
+    ) -> Union[List[str], Tuple[List[str], List[AIOTrace]]]:
+        """One generated text per sample (``num_captions`` per sample when sampling several), batched.
+
+        Args:
+            samples: ``image`` (B, 3, H, W), ``text_input`` (the instructions; or LAVIS's ``prompt``) and, for AIO,
+                optionally ``keep_spans`` (per sample, the task content an optimized instruction must keep).
+            aio: ``off``, ``rewrite`` or ``full`` (default: ``model.aio.mode``); the answer uses ``trace.used``.
+            return_traces: Also return one :class:`~lavis_vislinginstruct.aio.trace.AIOTrace` per sample.
+            The rest: LAVIS's InstructBLIP decoding arguments.
+
+        Returns:
+            The texts, or ``(texts, traces)`` with ``return_traces``.
+        """
         image_embeds = self.encode_image(samples["image"])
-        instructions = self.instructions_for(samples, image_embeds, aio)
+        instructions, traces = self.instructions_for(samples, image_embeds, aio)
         prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
-        return self.adapter.generate(
+        texts = self.adapter.generate(
             prefix,
             prefix_mask,
             instructions,
@@ -205,6 +247,7 @@ class VisLingInstruct(BaseModel):
             length_penalty=length_penalty,
             num_return_sequences=num_captions,
         )
+        return (texts, traces) if return_traces else texts
 
     def predict_answers(
         self,
@@ -218,11 +261,13 @@ class VisLingInstruct(BaseModel):
         prompt: str = "",
         length_penalty: Optional[float] = None,
         aio: Optional[str] = None,
+        return_traces: bool = False,
         **kwargs,
-    ) -> List[str]:
+    ) -> Union[List[str], Tuple[List[str], List[AIOTrace]]]:
         """Short answers for VQA (LAVIS signature). ``prompt`` with ``{}`` is filled with each ``text_input``.
 
         Only ``inference_method="generate"`` exists, as in InstructBLIP; ``answer_list`` is not used.
+        ``return_traces`` as :meth:`generate`.
         """
         if inference_method != "generate":
             raise ValueError(f"inference_method must be 'generate', got {inference_method!r}")
@@ -233,7 +278,7 @@ class VisLingInstruct(BaseModel):
             length_penalty = 0 if self.cfg.llm.family == "decoder_only" else -1
         return self.generate(
             samples, num_beams=num_beams, max_length=max_len, min_length=min_len, length_penalty=length_penalty,
-            aio=aio,
+            aio=aio, return_traces=return_traces,
         )
 
     @torch.no_grad()
@@ -242,10 +287,12 @@ class VisLingInstruct(BaseModel):
         samples: Dict[str, Any],
         candidates: Optional[Sequence[Sequence[str]]] = None,
         n_segments: int = 1,
-        score: str = "mean",
+        score: str = "sum",
         aio: Optional[str] = None,
         chunk_size: int = 128,
-    ) -> Dict[str, List[List[Any]]]:
+        return_traces: bool = False,
+        return_greedy: bool = False,
+    ) -> Dict[str, List[Any]]:
         """Rank candidate answers by LM loss (lowest first).
 
         Args:
@@ -253,12 +300,17 @@ class VisLingInstruct(BaseModel):
                 ``candidates``.
             candidates: one list per sample (lengths may differ), or one list shared by the whole batch.
             n_segments: accepted for LAVIS compatibility; chunking is governed by ``chunk_size``.
-            score: ``mean`` NLL per candidate token (default) or ``sum`` (LAVIS's behaviour, favours short answers).
+            score: ``sum`` of the candidate tokens' NLL (default: LAVIS's ``_predict_class`` and the paper) or their
+                ``mean`` (per token; does not favour short candidates as the sum does).
             aio: instruction optimization mode (``off``/``rewrite``/``full``); defaults to the config's.
             chunk_size: candidate rows scored per LLM call.
+            return_traces: also return the AIO traces under ``"traces"``.
+            return_greedy: also say, per candidate, whether greedy decoding would produce it (lmms-eval's
+                ``is_greedy``), under ``"greedy"``.
 
         Returns:
-            ``{"rankings": [[best_idx, ...], ...], "scores": [[nll per candidate], ...]}``.
+            ``{"rankings": [[best_idx, ...], ...], "scores": [[nll per candidate], ...]}`` (+ ``"traces"``,
+            ``"greedy": [[bool per candidate], ...]``).
         """
         choice(score, {"mean", "sum"}, "score")
         cands = samples.get("candidates") if candidates is None else candidates
@@ -267,49 +319,70 @@ class VisLingInstruct(BaseModel):
         n = samples["image"].size(0)
         cands = _per_sample_candidates(cands, n)
         image_embeds = self.encode_image(samples["image"])
-        instructions = self.instructions_for(samples, image_embeds, aio)
+        instructions, traces = self.instructions_for(samples, image_embeds, aio)
         prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
-        scores = self.adapter.rank(prefix, prefix_mask, instructions, cands, reduction=score, chunk_size=chunk_size)
+        ranked = self.adapter.rank(
+            prefix, prefix_mask, instructions, cands, reduction=score, chunk_size=chunk_size,
+            return_greedy=return_greedy,
+        )
+        scores, greedy = ranked if return_greedy else (ranked, None)
         rankings = [sorted(range(len(s)), key=lambda j, s=s: (s[j], j)) for s in scores]
-        return {"rankings": rankings, "scores": scores}
+        out: Dict[str, List[Any]] = {"rankings": rankings, "scores": scores}
+        if return_traces:
+            out["traces"] = traces
+        if return_greedy:
+            out["greedy"] = greedy
+        return out
 
     # ------------------------------------------------------------------------------------------- helpers
 
     def instructions_for(
-        self, samples: Dict[str, Any], image_embeds: torch.Tensor, aio: Optional[str], select: str = ""
-    ) -> List[str]:
-        """The instruction each sample is answered with: the initial one, or AIO's choice (traces kept in
-        ``samples["aio_traces"]``)."""
+        self, samples: Dict[str, Any], image_embeds: torch.Tensor, aio: Optional[str], select: Optional[str] = None
+    ) -> Tuple[List[str], List[AIOTrace]]:
+        """The instruction each sample is answered with (the initial one, or AIO's choice) and the AIO traces."""
         key = "text_input" if "text_input" in samples else "prompt"
         instructions = self._instructions(samples, key, image_embeds, default=self.cfg.prompt)
-        mode = choice(aio or self.cfg.aio.mode, AIO_MODES, "aio")
-        if mode == "off":
-            return instructions
-        from ..aio.optimizer import optimize_batch
-
-        traces = optimize_batch(self, samples, image_embeds, instructions, mode, select)
-        samples["aio_traces"] = traces
-        return [t["used"] for t in traces]
+        traces = self.instruction_optimizer.optimize(
+            image_embeds, instructions, samples.get("keep_spans"), mode=aio or self.cfg.aio.mode, select=select
+        )
+        self._report_truncation(traces)
+        return [t.used for t in traces], traces
 
     @torch.no_grad()
     def optimize_instructions(
-        self, samples: Dict[str, Any], mode: str = "full", select: str = ""
-    ) -> List[Dict[str, Any]]:
-        """AIO traces (initial, rewritten, both IAS, comparison prompt, generated, used, reason) per sample."""
-        from ..aio.optimizer import optimize_batch
-
+        self, samples: Dict[str, Any], mode: str = "full", select: Optional[str] = None
+    ) -> List[AIOTrace]:
+        """The AIO traces (initial, rewritten, both IAS, comparison prompt, optimized, used, reason) per sample."""
         image_embeds = self.encode_image(samples["image"])
         instructions = self._instructions(samples, "text_input", image_embeds)
-        return optimize_batch(self, samples, image_embeds, instructions, mode, select)
+        return self.instruction_optimizer.optimize(
+            image_embeds, instructions, samples.get("keep_spans"), mode=mode, select=select
+        )
 
     @torch.no_grad()
     def instruction_alignment_score(self, samples: Dict[str, Any], instructions: Sequence[str]) -> torch.Tensor:
-        """Instruction Alignment Score (eq. 3) of ``instructions[i]`` for image ``i``: per-sample mean NLL; (B,)."""
-        from ..aio.optimizer import instruction_alignment_score
+        """Instruction Alignment Score (eq. 3) of ``instructions[i]`` for image ``i``: per-sample mean NLL; (B,).
 
+        As the official ``calculate_ias``: the Q-Former reads the instruction being scored, and the scored
+        continuation after the Appendix C prompt is the instruction followed by the end-of-sequence token.
+        """
         image_embeds = self.encode_image(samples["image"])
         instructions = self._instructions({"instructions": instructions}, "instructions", image_embeds)
-        return instruction_alignment_score(self, image_embeds, instructions)
+        rows = list(range(len(instructions)))
+        return torch.tensor(self.instruction_optimizer.alignment_scores(image_embeds, rows, instructions))
+
+    def _report_truncation(self, traces: List[AIOTrace]) -> None:
+        """Warn once per model when instructions are longer than the Q-Former reads (later cases: debug log)."""
+        cut = [t for t in traces if any("Q-Former tokens" in n for n in t.notes)]
+        if not cut:
+            return
+        level = logging.DEBUG if self._truncation_reported else logging.WARNING
+        logger.log(
+            level, "%d of %d instructions are longer than qformer.max_txt_len=%d tokens and are cut (first: %s). "
+            "Reported once; AIO traces note each case.", len(cut), len(traces), self.cfg.qformer.max_txt_len,
+            cut[0].notes[0],
+        )
+        self._truncation_reported = True
 
     def _instructions(
         self, samples: Dict[str, Any], key: str, image_embeds: torch.Tensor, default: str = ""
@@ -333,6 +406,86 @@ class VisLingInstruct(BaseModel):
                     raise ValueError(f"samples[{key!r}][{i}] is empty: every sample needs a non-empty instruction")
         return value
 
+    # --------------------------------------------------------------------- variants and chat (issue 12)
+    # The web demo answers one instruction as Vanilla (InstructBLIP: its own projection, CMAA off) and as EMA (the
+    # fine-tuned projection, CMAA on) from one copy of the weights: only the projection, a few MB, is kept twice.
+
+    def keep_base_projection(self) -> None:
+        """Keep the current projection as InstructBLIP's, for ``variant("vanilla")``; the loader calls this before a
+        fine-tuned projection is loaded over it. Non-persistent buffers: they follow ``.to()`` and stay out of
+        ``state_dict()``, so checkpoints keep their keys."""
+        self.register_buffer("base_proj_weight", self.proj.weight.detach().clone(), persistent=False)
+        self.register_buffer("base_proj_bias", self.proj.bias.detach().clone(), persistent=False)
+
+    @property
+    def has_base_projection(self) -> bool:
+        """True when a fine-tuned projection was loaded over an InstructBLIP one (the two variants differ)."""
+        return getattr(self, "base_proj_weight", None) is not None
+
+    @contextlib.contextmanager
+    def variant(self, name: str):
+        """Inside the block the model computes as one of :data:`MODEL_VARIANTS`, then returns to its state.
+
+        ``vanilla``: CMAA off and InstructBLIP's projection (the one kept by :meth:`keep_base_projection`, else the
+        loaded one). ``ema``: CMAA on (``cmaa.scale`` of the config) and the loaded projection. Not thread-safe:
+        callers that share the model serialize their calls (``chat.engine.ChatEngine`` holds a lock).
+        """
+        choice(name, MODEL_VARIANTS, "variant")
+        saved_cmaa, proj = self.cmaa, self.proj
+        saved = (proj.weight.data, proj.bias.data)
+        try:
+            if name == "vanilla":
+                self.cmaa = None
+                if self.has_base_projection:
+                    proj.weight.data, proj.bias.data = self.base_proj_weight, self.base_proj_bias
+            elif saved_cmaa is None:
+                self.cmaa = CrossModalAlignmentAttention(self.cfg.cmaa.scale)
+            yield self
+        finally:
+            self.cmaa = saved_cmaa
+            proj.weight.data, proj.bias.data = saved
+
+    def to(self, *args, **kwargs):
+        """``nn.Module.to``; an LLM that ``from_pretrained`` placed (``llm.load_in_8bit``, ``load_in_4bit`` or
+        ``device_map``) stays where it is and in its dtype (bitsandbytes models refuse ``.to``; a dispatched one
+        would lose its map)."""
+        if not self.cfg.llm.placed:
+            return super().to(*args, **kwargs)
+        attr = self.adapter.model_attr
+        llm = getattr(self, attr)
+        setattr(self, attr, None)  # nn.Module allows None for a registered child: ``to`` skips it
+        try:
+            super().to(*args, **kwargs)
+        finally:
+            setattr(self, attr, llm)
+        return self
+
+    @torch.no_grad()
+    def generate_turn(
+        self, samples: Dict[str, Any], prompts: Sequence[str], streamer: Any = None, **decoding
+    ) -> List[str]:
+        """:meth:`generate` with the LLM's text apart from the Q-Former's, for dialogs.
+
+        Args:
+            samples: ``image`` and ``text_input``: what the Q-Former reads (the current question).
+            prompts: what the LLM reads after the visual tokens, one per sample (earlier turns, then the question).
+            streamer: a HF streamer (:meth:`make_streamer`) fed with the tokens as they are generated.
+            **decoding: HF ``generate`` arguments (``do_sample``, ``num_beams``, ``top_p``, ...); ``max_length`` and
+                ``min_length`` count new tokens, as in :meth:`generate`.
+        """
+        image_embeds = self.encode_image(samples["image"])
+        instructions = self._instructions(samples, "text_input", image_embeds)
+        if len(prompts) != len(instructions):
+            raise ValueError(f"{len(instructions)} instructions but {len(prompts)} LLM prompts")
+        prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
+        if streamer is not None:
+            decoding["streamer"] = streamer
+        return self.adapter.generate(prefix, prefix_mask, list(prompts), **decoding)
+
+    def make_streamer(self, timeout: Optional[float] = None):
+        """A ``TextIteratorStreamer`` that decodes tokens as this model's ``generate`` does (one sample, no beams)."""
+        return self.adapter.make_streamer(timeout)
+
     # ------------------------------------------------------------------------------------------ building
 
     @classmethod
@@ -351,8 +504,86 @@ class VisLingInstruct(BaseModel):
 
         vcfg = VisLingInstructCfg.from_omegaconf(cfg)
         model = cls(vcfg)
+        model.model_type = str((cfg or {}).get("model_type") or "")
         load_weights(model, vcfg)
         return model
+
+    # ---------------------------------------------------------------------------------------- checkpoints
+
+    def state_dict(self, *, destination=None, prefix: str = "", keep_vars: bool = False):
+        """What a checkpoint of this model holds: the trainable parameters only (module docstring).
+
+        No buffers (the Q-Former's ``position_ids`` is a constant) and no frozen weights, so also none of the tied
+        copies of T5's embedding (``encoder/decoder.embed_tokens.weight``) that LAVIS 1.0.2's
+        ``RunnerBase._save_checkpoint`` keeps when it filters PyTorch's state dict by ``named_parameters()``.
+        Keyword arguments of :meth:`torch.nn.Module.state_dict` (a parent module, such as DDP, passes its
+        ``destination`` and a ``prefix``). Every tensor: :meth:`full_state_dict`.
+        """
+        before = set(destination) if destination is not None else set()
+        before_meta = set(getattr(destination, "_metadata", {}) or {})
+        out = super().state_dict(destination=destination, prefix=prefix, keep_vars=keep_vars)
+        keep = {prefix + name for name in self.trainable_parameter_names()}
+        for key in [k for k in out if k not in before and k not in keep]:
+            del out[key]
+        # PyTorch's per-module versions, only for the modules left (hundreds of entries for the whole model)
+        modules = {key.rsplit(".", i)[0] for key in keep for i in range(1, key.count(".") + 1)} | {prefix[:-1]}
+        meta = getattr(out, "_metadata", None)
+        for name in [m for m in (meta or {}) if m not in before_meta and m not in modules]:
+            del meta[name]
+        return out
+
+    def full_state_dict(self, keep_vars: bool = False) -> Dict[str, torch.Tensor]:
+        """Every parameter and persistent buffer, under PyTorch's names (tied T5 embeddings under each alias)."""
+        return ckpt.full_state_dict(self, keep_vars=keep_vars)
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """Load a checkpoint; with ``strict`` it may hold only the trainable parameters (:meth:`state_dict`).
+
+        ``strict=True`` refuses keys this model does not have and a missing trainable parameter; frozen weights
+        absent from ``state_dict`` keep the values the config's files gave them. ``strict=False`` is PyTorch's.
+
+        Raises:
+            CheckpointKeyError: (a ``KeyError``) naming the unexpected or missing keys, with ``strict``.
+        """
+        if strict:
+            ckpt.check_checkpoint_keys(self, state_dict, "state dict")
+        result = super().load_state_dict(state_dict, strict=False, assign=assign)
+        self.mark_weights_changed()
+        return result
+
+    def trainable_parameter_names(self) -> List[str]:
+        """Names of the parameters that train (``named_parameters``, so a tied tensor once)."""
+        return [name for name, p in self.named_parameters() if p.requires_grad]
+
+    def unloaded_parameters(self, frozen_only: bool = False) -> List[str]:
+        """Parameters no weight file provided (they hold their random initialization), optionally frozen ones only."""
+        return [
+            name
+            for name, p in self.named_parameters()
+            if name not in self.weight_sources and not (frozen_only and p.requires_grad)
+        ]
+
+    def check_weights_loaded(self, purpose: str = "evaluate", frozen_only: bool = False) -> None:
+        """Refuse to ``purpose`` with weights that would stay random, unless the model type is random on purpose.
+
+        Args:
+            purpose: What the caller is about to do (named in the message).
+            frozen_only: Only frozen parameters must come from files (training: what trains may start random).
+
+        Raises:
+            ValueError: Naming the modules whose weights no file provided and the config keys that provide them.
+        """
+        if self.model_type in self.RANDOM_MODEL_TYPES:
+            return
+        missing = self.unloaded_parameters(frozen_only)
+        if not missing:
+            return
+        raise ValueError(
+            f"{type(self).__name__} (model_type {self.model_type or '?'}) cannot {purpose}: these weights were not "
+            f"loaded from any file and would stay random: {ckpt.describe_unloaded(self, missing)}. Set the config "
+            f"keys named (only model types {', '.join(self.RANDOM_MODEL_TYPES)} are random on purpose; "
+            "run.allow_random_weights=True runs anyway, e.g. to measure speed)"
+        )
 
 
 def build_llm(cfg: VisLingInstructCfg, vocab_size: int, meta: bool = False) -> nn.Module:

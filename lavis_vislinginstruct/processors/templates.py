@@ -8,13 +8,29 @@ verbatim. Placeholders are named (``{question}``) instead of the table's positio
 Choices made where Table 4 is silent or wrong:
 
 * TextVQA: Table 4 reads ``OCR tokens: {} Question: \\n Short answer:`` with no question placeholder (a typo),
-  so we use ``OCR tokens: {ocr} Question: {question} \\n Short answer:``. OCR tokens are joined by ``", "``.
-* ScienceQA: the problem's ``hint`` is the context; when it is non-empty, ``Context: {hint}\\n`` is put before
-  the instruction (as LLaVA does), otherwise nothing is added.
-* Visual Dialog shares GQA's row; the dialog history (caption + previous rounds) goes in front of it:
-  ``Dialog history: Caption: {caption} Q: {q1} A: {a1} ...\\n`` + GQA's instruction.
+  so we use ``OCR tokens: {ocr} Question: {question} \\n Short answer:``. ``{ocr}`` is the image's **first 30**
+  OCR tokens joined by ``", "`` (LAVIS main's ``', '.join(samples['ocr_tokens'][i][:30])``).
+* Visual Dialog shares GQA's row; its caption and dialog history reach the prompt through the wrappers below.
 * LLaVA-Instruct-150K training (paper section 4.1): earlier turns are written ``Q: {q}\\nA: {a}\\n`` and the last
   question follows them unchanged; a single-turn conversation is just its question.
+
+Wrappers of the ranked benchmarks, the exact strings of LAVIS main's ``_predict_class`` (both LLM families; the
+paper's section 4.3 follows InstructBLIP's code), applied by :func:`format_instruction` in LAVIS's order, so the
+caption ends up outermost:
+
+1. ``context: {context}. {prompt}`` (:data:`CONTEXT_WRAPPER`): ScienceQA, with the problem's ``hint`` as the
+   context. Verbatim, so a hint that ends with a period reads ``..``.
+2. ``dialog history: {history}\\n{prompt}`` (:data:`HISTORY_WRAPPER`): Visual Dialog, with the earlier rounds as
+   ``q: {q1} a: {a1} q: {q2} a: {a2}`` (LAVIS main's ``VisDialDataset`` turn format, one space between turns).
+3. ``This image has the caption "{caption}". {prompt}`` (:data:`CAPTION_WRAPPER`): Visual Dialog, with the
+   dialog's caption.
+
+A wrapper is applied only when its field is non-empty: LAVIS tests ``samples['context'] != ''`` on the batch's list,
+which is always true, so it would write ``context: . `` before every hint-less problem; we take that for a slip.
+First rounds of a dialog have no history and get only the caption wrapper, as in LAVIS. A custom template that
+names ``{context}``, ``{history}`` or ``{caption}`` itself gets the field in place and no wrapper. The wrapped
+instruction is the sample's ``text_input``, so the Q-Former reads it too (truncated to ``max_txt_len``) and AIO
+starts from it, as LAVIS's Q-Former reads the wrapped prompt.
 """
 
 import re
@@ -24,7 +40,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 CAPTION = "A short image description:"
 VSR = "Based on the image, is this statement true or false? {statement}"
 GQA = "Question: {question} \n Short answer:"
-VISDIAL = "Dialog history: {history}\n" + GQA
+VISDIAL = GQA  # the caption and history are wrappers (module docstring)
 ICONQA = "Question: {question} Options: {options} \n Answer:"
 VIZWIZ = (
     "Answer the question based on the image. Reply in one phrase/word or say 'unanswerable'. "
@@ -51,10 +67,18 @@ TEMPLATES: Dict[str, str] = {
     "hateful_memes": HATEFUL_MEMES,
 }
 
-CONTEXT_PREFIX = "Context: {context}\n"
+CONTEXT_WRAPPER = "context: {context}. {prompt}"
+HISTORY_WRAPPER = "dialog history: {history}\n{prompt}"
+CAPTION_WRAPPER = 'This image has the caption "{caption}". {prompt}'
+#: (field, wrapper) in the order LAVIS main's ``_predict_class`` applies them.
+WRAPPERS: Tuple[Tuple[str, str], ...] = (
+    ("context", CONTEXT_WRAPPER),
+    ("history", HISTORY_WRAPPER),
+    ("caption", CAPTION_WRAPPER),
+)
 OCR_SEPARATOR = ", "
-DIALOG_CAPTION = "Caption: {caption}"
-DIALOG_TURN = " Q: {question} A: {answer}"
+OCR_MAX_TOKENS = 30
+DIALOG_TURN = "q: {question} a: {answer}"
 LLAVA_HISTORY_TURN = "Q: {question}\nA: {answer}\n"
 
 _SPACE_RUNS = re.compile(r"[ \t\f\v]{2,}|[\t\f\v]")
@@ -100,22 +124,20 @@ def format_options(choices: Sequence[str]) -> str:
 
 
 def format_ocr_tokens(tokens: Iterable[str]) -> str:
-    """Join OCR tokens for the TextVQA instruction (``", "``, as LLaVA's "Reference OCR token" list)."""
-    return OCR_SEPARATOR.join(tokens)
+    """The TextVQA instruction's OCR list: the first :data:`OCR_MAX_TOKENS` (30) tokens joined by ``", "``."""
+    return OCR_SEPARATOR.join(list(tokens)[:OCR_MAX_TOKENS])
 
 
-def format_dialog_history(caption: str, turns: Sequence[Tuple[str, str]]) -> str:
-    """Visual Dialog history: the caption followed by the previous rounds.
+def format_dialog_history(turns: Sequence[Tuple[str, str]]) -> str:
+    """Visual Dialog history: the rounds before the current one (the caption has its own wrapper).
 
     Args:
-        caption: The image caption (round 0 of the dialog).
-        turns: ``(question, answer)`` of the rounds before the current one.
+        turns: ``(question, answer)`` of the earlier rounds, in order.
 
     Returns:
-        ``"Caption: {caption} Q: {q1} A: {a1} ..."``.
+        ``"q: {q1} a: {a1} q: {q2} a: {a2}"``; empty for the first round.
     """
-    history = DIALOG_CAPTION.format(caption=caption)
-    return history + "".join(DIALOG_TURN.format(question=q, answer=a) for q, a in turns)
+    return " ".join(DIALOG_TURN.format(question=q, answer=a) for q, a in turns)
 
 
 def format_llava_instruction(history: Sequence[Tuple[str, str]], question: str) -> str:
@@ -144,21 +166,21 @@ def format_instruction(
     *,
     choices: Optional[Sequence[str]] = None,
     ocr_tokens: Optional[Sequence[str]] = None,
+    context: Optional[str] = None,
     caption: Optional[str] = None,
     turns: Optional[Sequence[Tuple[str, str]]] = None,
-    context: Optional[str] = None,
     **fields: str,
 ) -> str:
-    """Fill a template with one sample's fields.
+    """Fill a template with one sample's fields, then apply the ranked benchmarks' wrappers (module docstring).
 
     Args:
         template: Format string with named placeholders (``question``, ``statement``, ``text``, ``options``,
-            ``ocr``, ``history``).
+            ``ocr``; ``context``, ``history``, ``caption`` to place those fields instead of wrapping).
         choices: Answer choices; fill ``{options}`` via :func:`format_options`.
-        ocr_tokens: OCR tokens; fill ``{ocr}`` via :func:`format_ocr_tokens`.
-        caption: Dialog caption; with ``turns`` fills ``{history}`` via :func:`format_dialog_history`.
-        turns: Previous dialog rounds as ``(question, answer)``.
-        context: Optional context (ScienceQA hint), prefixed as ``Context: ...\\n`` when non-empty.
+        ocr_tokens: OCR tokens; fill ``{ocr}`` via :func:`format_ocr_tokens` (the first 30).
+        context: ScienceQA hint: ``context: {context}. `` before the instruction when non-empty.
+        caption: Dialog caption: ``This image has the caption "{caption}". `` before everything when non-empty.
+        turns: Earlier dialog rounds as ``(question, answer)``: ``dialog history: {history}\\n`` when non-empty.
         **fields: Plain string fields (``question``, ``statement``, ``text``).
 
     Returns:
@@ -172,14 +194,16 @@ def format_instruction(
         values["options"] = format_options(choices)
     if ocr_tokens is not None:
         values["ocr"] = format_ocr_tokens(ocr_tokens)
-    if caption is not None:
-        values["history"] = format_dialog_history(caption, turns or [])
+    wrapped = {"context": context or "", "history": format_dialog_history(turns or []), "caption": caption or ""}
+    named = set(placeholders(template))
+    values.update({key: value for key, value in wrapped.items() if key in named})
     try:
         instruction = template.format(**values)
     except (KeyError, IndexError) as err:
         raise ValueError(f"Template {template!r} needs field {err}; given {sorted(values)}") from err
-    if context:
-        instruction = CONTEXT_PREFIX.format(context=context) + instruction
+    for key, wrapper in WRAPPERS:
+        if wrapped[key] and key not in named:
+            instruction = wrapper.format(prompt=instruction, **{key: wrapped[key]})
     return instruction
 
 

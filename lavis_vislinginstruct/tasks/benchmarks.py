@@ -5,11 +5,18 @@ Each :class:`Benchmark` says which ``vli_*`` builder and split it reads, how the
 fields of a sample go into its prediction record, and how the merged records are scored (functions of
 :mod:`lavis_vislinginstruct.metrics`). Scores are on the paper's scale (x100).
 
+The protocol is the paper's (section 4.3): lowest-loss ranking for ScienceQA, IconQA, Hateful Memes and Visual
+Dialog only, generation for the other six.
+
+* VSR generates an answer to Table 4's true/false question, read by :func:`metrics.true_false_answer` ("true"/"yes"
+  = 1, "false"/"no" = 0 after lower-casing and dropping punctuation; anything else is wrong and counted as
+  ``no_answer``). Ranking the candidates "true"/"false" stays available with ``run.task: vli_ranking`` (which
+  cannot give an off-list answer).
+* GQA reports LAVIS's exact match (``accuracy``) and, beside it, the same with the answer normalized too
+  (``accuracy_normalized_answer``; :mod:`metrics.vqa_accuracy` says why they differ).
+
 Choices where the paper is silent:
 
-* VSR is ranked (candidates "true"/"false", as the builder sets them up), like the other classification sets:
-  section 4.3 names ranking for ScienceQA, IconQA, HatefulMemes and Visual Dialog only, but a true/false
-  statement check is a two-way classification and ranking cannot produce an off-list answer.
 * Hateful Memes: ROC-AUC of the continuous score ``loss("no") - loss("yes")`` (higher = more hateful); the
   argmin accuracy is reported beside it.
 * Visual Dialog: the ground truth's rank among the 100 options by NLL (lower is better), ties ranked
@@ -37,7 +44,7 @@ class Benchmark:
     title: str  # column title of the paper's Table 1 (``SciQA``)
     builder: str  # registered dataset builder
     split: str  # split of the builder that holds the paper's evaluation set (Appendix D)
-    family: str  # generation | ranking
+    family: str  # the paper's protocol: generation | ranking
     metric: str  # primary metric key in the metrics dict (the number of Table 1)
     gt_keys: Tuple[str, ...]  # sample fields copied into every prediction record
     scorer: Callable[[Records, Dict[str, Any]], Dict[str, Any]] = field(repr=False, compare=False)
@@ -48,6 +55,12 @@ class Benchmark:
     min_len: int = 1
     batch_size_eval: int = 8
     count: int = 0  # size of the paper's evaluation set (Appendix D, Table 3)
+    other_families: Tuple[str, ...] = ()  # protocols it may also run with (``run.task``), not the paper's
+
+    @property
+    def families(self) -> Tuple[str, ...]:
+        """The task families it can be evaluated with, the paper's first."""
+        return (self.family,) + self.other_families
 
 
 # ------------------------------------------------------------------------------------------------ scorers
@@ -73,10 +86,14 @@ def score_captions(records: Records, options: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def score_gqa(records: Records, options: Dict[str, Any]) -> Dict[str, Any]:
-    """Exact match after VQA normalization of prediction and answer."""
+    """LAVIS's exact match (normalized prediction vs raw answer), and the same with the answer normalized too."""
     scored = [r for r in records if r.get("answer")]
     _require(scored, records, "answer")
-    return {"accuracy": metrics.mean_gqa_accuracy([r["prediction"] for r in scored], [r["answer"] for r in scored])}
+    preds, answers = [r["prediction"] for r in scored], [r["answer"] for r in scored]
+    return {
+        "accuracy": metrics.mean_gqa_accuracy(preds, answers),
+        "accuracy_normalized_answer": metrics.mean_gqa_accuracy(preds, answers, normalize_answer=True),
+    }
 
 
 def score_vqa(records: Records, options: Dict[str, Any]) -> Dict[str, Any]:
@@ -92,6 +109,18 @@ def score_choice(records: Records, options: Dict[str, Any]) -> Dict[str, Any]:
     """Top-1 accuracy of the lowest-loss candidate."""
     preds, labels = [r["prediction"] for r in records], [r["correct_choice_idx"] for r in records]
     return {"accuracy": metrics.accuracy(preds, labels)}
+
+
+def score_vsr(records: Records, options: Dict[str, Any]) -> Dict[str, Any]:
+    """Generated (default): accuracy of the stated true/false and the share of answers that state neither
+    (``no_answer``); ranked (``run.task: vli_ranking``): top-1 accuracy of the lowest-loss candidate."""
+    if options.get("protocol") == "ranking":
+        return score_choice(records, options)
+    stated = [metrics.true_false_answer(r["prediction"]) for r in records]
+    return {
+        "accuracy": metrics.accuracy(stated, [r["label"] for r in records]),
+        "no_answer": 100.0 * sum(s is None for s in stated) / len(stated),
+    }
 
 
 def score_hateful_memes(records: Records, options: Dict[str, Any]) -> Dict[str, Any]:
@@ -154,8 +183,8 @@ BENCHMARKS: Dict[str, Benchmark] = {
                   score_captions, method="generate", max_len=80, min_len=10, count=1000),
         Benchmark("nocaps", "NoCaps", "vli_nocaps", "val", "generation", "cider", ("captions", "domain"),
                   score_captions, method="generate", max_len=80, min_len=10, count=4500),
-        Benchmark("vsr", "VSR", "vli_vsr", "test", "ranking", "accuracy", _CHOICE_GT + ("label",), score_choice,
-                  count=1222),
+        Benchmark("vsr", "VSR", "vli_vsr", "test", "generation", "accuracy", _CHOICE_GT + ("label",), score_vsr,
+                  method="predict_answers", count=1222, other_families=("ranking",)),
         Benchmark("gqa", "GQA", "vli_gqa", "val", "generation", "accuracy", ("answer",), score_gqa,
                   method="predict_answers", count=12578),
         Benchmark("iconqa", "IconQA", "vli_iconqa", "test", "ranking", "accuracy", _CHOICE_GT, score_choice,
@@ -216,13 +245,13 @@ VARIANTS: Dict[str, Tuple[bool, str, str]] = {
 def variant_name(cmaa: bool, aio: str, select: str = "generated", order: str = "ias") -> str:
     """Name of the ablation row of (CMAA on/off, AIO mode): a key of :data:`VARIANTS`, or ``cmaa-<on|off>_aio-<mode>``
     for the two combinations Table 2 does not have; ``_best-ias`` is appended for ``aio.select: best_ias`` and
-    ``_shuffled`` for ``aio.order: shuffled`` (the comparison prompt lists the two instructions in random order)."""
+    ``_shuffled`` for ``aio.order: shuffled`` (the comparison prompt's scores shuffled, full AIO only)."""
     name = next((k for k, (c, a, _) in VARIANTS.items() if c == bool(cmaa) and a == aio), None)
     name = name or f"cmaa-{'on' if cmaa else 'off'}_aio-{aio}"
     if aio != "off" and select and select != "generated":
         name += f"_{select.replace('_', '-')}"
-    if aio == "full" and order == "shuffled":
-        name += "_shuffled"
+    if aio == "full" and order and order != "ias":
+        name += f"_{order}"
     return name
 
 

@@ -10,19 +10,24 @@ Both tasks run in LAVIS 1.0.2's evaluation flow (``RunnerBase.evaluate`` → ``t
    with the same ``run.output_dir`` and job id, therefore resumes where it stopped.
 2. ``after_evaluation``: rank 0 merges all shards (one record per ``instance_id``, dataset order; a missing
    sample is an error), scores them with the benchmark's metric (:mod:`.benchmarks`), and writes
-   ``<split>_predictions.json``, ``<split>_metrics.json`` and, with AIO on, ``<split>_aio_traces.json``. Every rank
-   returns the same metrics dict (``agg_metrics`` = the Table 1 number).
+   ``<split>_predictions.json``, ``<split>_metrics.json`` and, with AIO on, ``<split>_traces.json`` (the AIO
+   traces). Every rank returns the same metrics dict (``agg_metrics`` = the Table 1 number).
 
 The model never formats prompts: samples carry ``text_input`` (Table 4's instruction, filled by the dataset).
 Generation calls ``model.generate`` (captioning) or ``model.predict_answers`` (short answers); ranking calls
 ``model.predict_class`` over ``samples["candidates"]`` (NLL, lower is better). CMAA and AIO are model settings
 (``model.cmaa.enabled``, ``model.aio.mode``), so ``--options model.aio.mode=rewrite`` switches the ablation row; the
-model fills ``samples["aio_traces"]`` and the traces are kept with the predictions.
+model returns one AIO trace per sample (``return_traces=True``) and the traces are kept with the predictions. A
+resumed run first gives the model the rewrites of the samples it already finished
+(``InstructionOptimizer.remember``), so the remaining samples get the rewrites, and traces, of an uninterrupted run.
+The summary counts how often AIO changed the instruction, lost task content and fell back (``summary["aio"]``).
 
 Run keys read here (``run:`` section): ``benchmark`` (default: inferred from the dataset), ``test_splits`` (default:
 the benchmark's split), ``resume`` (default True), ``max_samples`` (first N samples only; 0 = all), generation:
 ``inference_method``, ``num_beams``, ``max_len``, ``min_len``, ``length_penalty``, ``repetition_penalty``; ranking:
-``score`` (mean | sum NLL per candidate), ``chunk_size``; Visual Dialog: ``visdial_dense_annotations`` (NDCG).
+``score`` (``sum`` (default) | ``mean`` NLL per candidate, :meth:`RankingTask.settings_from`), ``chunk_size``;
+Visual Dialog: ``visdial_dense_annotations`` (NDCG). ``run.task`` picks the protocol: each benchmark runs with the
+paper's (section 4.3), and VSR also with ``vli_ranking`` (:mod:`.benchmarks`).
 """
 
 import datetime
@@ -30,7 +35,7 @@ import json
 import logging
 import os
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 import torch.distributed as dist
@@ -42,6 +47,7 @@ from lavis.tasks.base_task import BaseTask
 from omegaconf import OmegaConf
 from torch.utils.data import DataLoader, Subset
 
+from ..aio.trace import AIOTrace, summarize
 from ..datasets.builders.base import resolve_storage
 from ..models.config import VisLingInstructCfg
 from .benchmarks import Benchmark, benchmark_for, variant_name
@@ -92,8 +98,9 @@ class VliEvalTask(BaseTask):
         """Resolve the benchmark (``run.benchmark`` or the config's dataset), settings and ablation switches."""
         run = cfg.run_cfg
         bench = benchmark_for(run.get("benchmark"), list(cfg.datasets_cfg.keys()))
-        if bench.family != cls.family:
-            raise ValueError(f"{bench.name} is a {bench.family} benchmark: set run.task to vli_{bench.family}")
+        if cls.family not in bench.families:
+            allowed = " or ".join(f"vli_{family}" for family in bench.families)
+            raise ValueError(f"{bench.name} is evaluated by {allowed}, not {cls.task_name}: set run.task accordingly")
         settings = cls.settings_from(run, bench)
         model_container = OmegaConf.to_container(cfg.model_cfg, resolve=True)
         typed = VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
@@ -103,8 +110,8 @@ class VliEvalTask(BaseTask):
             "cmaa": bool(typed.cmaa.enabled),
             "aio": typed.aio.mode,
             "aio_select": typed.aio.select,
-            "aio_order": typed.aio.order,
             "aio_guard": typed.aio.guard,
+            "aio_order": typed.aio.order,
             "finetuned": model_container.get("finetuned", "") or "",
             "variant": variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select, typed.aio.order),
         }
@@ -119,6 +126,7 @@ class VliEvalTask(BaseTask):
             "max_samples": int(run.get("max_samples", 0) or 0),
             "test_splits": list(run.get("test_splits") or [bench.split]),
             "visdial_dense_annotations": resolve_storage(dense) if dense else "",
+            "protocol": cls.family,  # tells the scorer of a benchmark with two protocols (VSR) which one ran
         }
         fingerprint_settings = {
             "benchmark": bench.name,
@@ -161,13 +169,17 @@ class VliEvalTask(BaseTask):
         rank, world = get_rank(), get_world_size()
         store.repair(rank)
         _barrier()
-        done = store.done_ids()
+        done_records = store.read()
+        done = {str(r["instance_id"]) for r in done_records if "instance_id" in r}
+        remembered = _remember_rewrites(model, done_records)
         pending = [i for i, sample_id in enumerate(ids) if sample_id not in done]
         mine = pending[rank::world]
         logger.info(
             "%s %s: %d samples, %d already predicted, %d to predict on %d rank(s)",
             self.benchmark.name, split, len(ids), len(ids) - len(pending), len(pending), world,
         )
+        if remembered:
+            logger.info("AIO: %d rewrites of finished samples reused", remembered)
 
         if cuda_enabled is None:
             cuda_enabled = next(model.parameters()).is_cuda
@@ -186,22 +198,20 @@ class VliEvalTask(BaseTask):
 
     def valid_step(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
         """One record per sample: id, the model's output, the instruction used, ground truth, AIO trace."""
-        samples.pop("aio_traces", None)
-        outputs = self.predict(model, samples)
-        traces = samples.get("aio_traces")
+        outputs, traces = self.predict(model, samples)
         records = []
         for i, output in enumerate(outputs):
             record = {"instance_id": str(samples["instance_id"][i]), **output}
-            record["instruction"] = traces[i]["used"] if traces else samples["text_input"][i]
+            record["instruction"] = traces[i].used
             for key in self.benchmark.gt_keys:
                 record[key] = _plain(samples[key][i])
-            if traces:
-                record["aio"] = _plain(traces[i])
+            if traces[i].mode != "off":
+                record["aio"] = traces[i].to_dict()
             records.append(record)
         return records
 
-    def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
-        """The model's output fields for each sample of the batch."""
+    def predict(self, model, samples: Dict[str, Any]) -> Tuple[List[Dict[str, Any]], List[AIOTrace]]:
+        """The model's output fields for each sample of the batch, and the AIO traces."""
         raise NotImplementedError
 
     # -------------------------------------------------------------------------------------------- results
@@ -237,7 +247,8 @@ class VliEvalTask(BaseTask):
         }
         traces = [{"instance_id": r["instance_id"], **r["aio"]} for r in records if r.get("aio")]
         if traces:
-            files["aio_traces"] = store.write_json("aio_traces.json", traces, indent=None)
+            files["traces"] = store.write_json("traces.json", traces, indent=None)
+        aio_counts = summarize([AIOTrace.from_dict(t) for t in traces]) if traces else None
         value = float(scores[self.benchmark.metric])
         summary = {
             "benchmark": self.benchmark.name,
@@ -248,6 +259,7 @@ class VliEvalTask(BaseTask):
             "agg_metrics": value,
             "metrics": scores,
             "num_samples": len(records),
+            "aio": aio_counts,
             "model": dict(self.model_info),
             "variant": self.model_info["variant"],
             "task": {"name": self.task_name, **self.settings},
@@ -262,6 +274,12 @@ class VliEvalTask(BaseTask):
             handle.write(json.dumps({split_name: {"agg_metrics": value, **scores}}) + "\n")
         bench = self.benchmark
         logger.info("%s %s (%s): %s = %.2f", bench.name, split_name, summary["variant"], bench.metric, value)
+        if aio_counts:
+            logger.info(
+                "AIO on %d samples: instruction changed %d, task content lost %d, guard (%s) fell back %d, empty %d",
+                aio_counts["samples"], aio_counts["changed"], aio_counts["content_lost"],
+                self.model_info.get("aio_guard", "?"), aio_counts["guard_fired"], aio_counts["empty"],
+            )
         return summary
 
     # ------------------------------------------------------------------------------------------- helpers
@@ -310,36 +328,47 @@ class GenerationTask(VliEvalTask):
         if s["method"] == "generate":
             if s["repetition_penalty"] is not None:
                 kwargs["repetition_penalty"] = s["repetition_penalty"]
-            texts = model.generate(samples, max_length=s["max_len"], min_length=s["min_len"], **kwargs)
+            texts, traces = model.generate(
+                samples, max_length=s["max_len"], min_length=s["min_len"], return_traces=True, **kwargs
+            )
         else:
-            texts = model.predict_answers(samples, max_len=s["max_len"], min_len=s["min_len"], **kwargs)
-        return [{"prediction": text.strip()} for text in texts]
+            texts, traces = model.predict_answers(
+                samples, max_len=s["max_len"], min_len=s["min_len"], return_traces=True, **kwargs
+            )
+        return [{"prediction": text.strip()} for text in texts], traces
 
 
 @registry.register_task("vli_ranking")
 class RankingTask(VliEvalTask):
-    """Candidate ranking by LM loss (``predict_class``): VSR, IconQA, ScienceQA, Hateful Memes, Visual Dialog."""
+    """Candidate ranking by LM loss (``predict_class``): IconQA, ScienceQA, Hateful Memes, Visual Dialog (and VSR on
+    request)."""
 
     family = "ranking"
     task_name = "vli_ranking"
 
     @classmethod
     def settings_from(cls, run_cfg, benchmark: Benchmark) -> Dict[str, Any]:
-        score = run_cfg.get("score", "mean")
+        """``run.score`` defaults to ``sum``, the paper's protocol: InstructBLIP's ``_predict_class`` in LAVIS
+        ranks by the summed NLL of the candidate's tokens (T5 sums; Vicuna divides by one padded length that all
+        candidates of a sample share, which orders them as the sum). ``mean`` (per-token NLL) is an option: it does
+        not favour short candidates as the sum does, but it is not what the paper's numbers used."""
+        score = run_cfg.get("score", "sum")
         if score not in ("mean", "sum"):
             raise ValueError(f"run.score must be mean or sum (NLL per candidate), got {score!r}")
         return {"score": score, "chunk_size": int(run_cfg.get("chunk_size", 128))}
 
     def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
         """Best candidate (index and text) and every candidate's NLL."""
-        out = model.predict_class(samples, score=self.settings["score"], chunk_size=self.settings["chunk_size"])
+        out = model.predict_class(
+            samples, score=self.settings["score"], chunk_size=self.settings["chunk_size"], return_traces=True
+        )
         records = []
         for ranking, scores, candidates in zip(out["rankings"], out["scores"], samples["candidates"]):
             best = int(ranking[0])
             records.append(
                 {"prediction": best, "prediction_text": candidates[best], "scores": [float(x) for x in scores]}
             )
-        return records
+        return records, out["traces"]
 
 
 # ------------------------------------------------------------------------------------------------ helpers
@@ -353,6 +382,14 @@ def _instance_ids(dataset) -> List[str]:
             "need a vli_* dataset"
         )
     return [str(ann["instance_id"]) for ann in annotation]
+
+
+def _remember_rewrites(model, records: List[Dict[str, Any]]) -> int:
+    """Give the model's AIO the rewrites of already finished samples (a resumed run then equals an uninterrupted
+    one); returns how many."""
+    optimizer = getattr(model, "instruction_optimizer", None)
+    pairs = [(r["aio"]["initial"], r["aio"]["rewritten"]) for r in records if r.get("aio")]
+    return optimizer.remember(pairs) if optimizer is not None and pairs else 0
 
 
 def _barrier() -> None:

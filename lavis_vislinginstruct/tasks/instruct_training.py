@@ -1,7 +1,14 @@
 """``vli_instruct_training``: the fine-tuning task of VisLingInstruct (NAACL 2024, section 4.2 and Appendix E).
 
 ``BaseTask`` of LAVIS 1.0.2 with its training loop (``_train_inner_loop``, used by ``runner_base`` and
-``runner_iter`` alike) restated, because three of its details do not fit this project:
+``runner_iter`` alike) restated, because four of its details do not fit this project:
+
+* **Exact resume.** ``train_epoch`` (what ``runner_base`` calls once per epoch) first reseeds ``random``, NumPy and
+  torch from ``(run.seed, epoch, rank)`` and points the training loader at ``epoch`` (the distributed sampler's
+  epoch, i.e. the shuffle order, and a fresh iterator). LAVIS 1.0.2 does neither: after ``run.resume_ckpt_path``
+  its ``IterLoader`` starts again at sampler epoch 0, and augmentation draws from wherever the generators are. With
+  this, a run resumed after epoch ``e`` sees the data order and augmentations of the uninterrupted run, and its
+  weights follow it (the optimizer state comes from the checkpoint, the learning rate is a function of the step).
 
 * **The schedule learns the epoch length.** The loop passes its ``iters_per_epoch`` (the data loader's length,
   or ``iters_per_inner_epoch`` under ``runner_iter``) and ``accum_grad_iters`` to a scheduler that has
@@ -21,14 +28,17 @@ Validation (only when a run names ``valid_splits``) reports the mean loss over t
 
 import logging
 import math
-from typing import Any, Dict, List
+import random
+from typing import Any, Dict, List, Optional
 
+import numpy as np
 import torch
 import torch.distributed as dist
-from lavis.common.dist_utils import is_dist_avail_and_initialized
+from lavis.common.dist_utils import get_rank, get_world_size, is_dist_avail_and_initialized
 from lavis.common.logger import MetricLogger, SmoothedValue
 from lavis.common.registry import registry
 from lavis.datasets.data_utils import prepare_sample
+from lavis.datasets.datasets.dataloader_utils import IterLoader
 from lavis.tasks.base_task import BaseTask
 
 logger = logging.getLogger(__name__)
@@ -49,9 +59,59 @@ def synchronize_meters(metric_logger: MetricLogger) -> None:
         meter.count, meter.total = int(totals[0].item()), totals[1].item()
 
 
+def seed_everything(seed: int) -> None:
+    """Seed Python's, NumPy's and torch's generators (LAVIS's ``setup_seeds`` without the cuDNN flags)."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    """The seed of ``epoch`` on this rank: distinct per (epoch, rank), the same in a resumed run."""
+    return int(seed) + epoch * get_world_size() + get_rank()
+
+
+def start_epoch(loader, epoch: int) -> None:
+    """Point LAVIS's infinite train loader (``IterLoader``) at ``epoch``: sampler epoch and a fresh iterator.
+
+    ``IterLoader`` moves on to its next epoch only when its iterator runs out, and starts at 0; on GPU its
+    ``_dataloader`` is a ``PrefetchLoader``, which passes ``sampler`` through to the ``DataLoader``.
+    """
+    loader._epoch = epoch
+    sampler = getattr(loader._dataloader, "sampler", None)
+    if hasattr(sampler, "set_epoch"):
+        sampler.set_epoch(epoch)
+    loader.iter_loader = iter(loader._dataloader)
+
+
 @registry.register_task("vli_instruct_training")
 class InstructTrainingTask(BaseTask):
-    """Instruction fine-tuning on ``image`` / ``text_input`` / ``text_output`` samples (LLaVA-Instruct-150K)."""
+    """Instruction fine-tuning on ``image`` / ``text_input`` / ``text_output`` samples (LLaVA-Instruct-150K).
+
+    Args:
+        seed: ``run.seed``; each epoch starts from a seed derived from it (module docstring).
+    """
+
+    def __init__(self, seed: Optional[int] = None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+
+    @classmethod
+    def setup_task(cls, cfg=None, **kwargs) -> "InstructTrainingTask":
+        """The task with ``run.seed`` (LAVIS's ``BaseTask.setup_task`` passes nothing)."""
+        seed = cfg.run_cfg.get("seed") if cfg is not None else None
+        return cls(seed=None if seed is None else int(seed))
+
+    def train_epoch(self, epoch, model, data_loader, *args, **kwargs):
+        """Reseed and point the loader at ``epoch`` (so a resumed run repeats the uninterrupted one), then train.
+
+        Called by ``runner_base`` (and ``runner_vli``) once per epoch with LAVIS's ``IterLoader``.
+        """
+        if self.seed is not None:
+            seed_everything(epoch_seed(self.seed, epoch))
+        if isinstance(data_loader, IterLoader) and data_loader.epoch != epoch:
+            start_epoch(data_loader, epoch)
+        return super().train_epoch(epoch, model, data_loader, *args, **kwargs)
 
     def train_step(self, model, samples: Dict[str, Any]) -> torch.Tensor:
         """The model's loss (paper eq. 2) on one micro-batch."""

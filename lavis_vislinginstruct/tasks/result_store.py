@@ -127,7 +127,7 @@ class PredictionStore:
 
     def clear(self) -> None:
         """Delete the shards and merged files of this split (rank 0 only, before any rank writes)."""
-        names = ["run.json", "predictions.json", "metrics.json", "aio_traces.json"]
+        names = ["run.json", "predictions.json", "metrics.json", "traces.json"]
         for path in self.shard_paths() + [self.path(n) for n in names]:
             if os.path.exists(path):
                 os.remove(path)

@@ -4,10 +4,11 @@ The benchmark scorers (:mod:`.benchmarks`) return one number per set; a bootstra
 (:mod:`lavis_vislinginstruct.metrics.bootstrap`) and a paired difference of two rows need the score of every
 sample. For the accuracy-type benchmarks the set's number is the mean of these scores x100:
 
-* GQA: exact match after VQA normalization (1 or 0);
+* GQA: LAVIS's exact match (the normalized prediction against the answer; 1 or 0);
 * TextVQA, VizWiz: the EvalAI soft accuracy over the 10 answers (0, 0.3, 0.6, 0.9 or 1);
 * ranked choice sets (VSR, IconQA, ScienceQA): 1 when the lowest-loss candidate is the correct one;
-* VSR generated (section 4.3: true/false answers): 1 when the normalized answer is the label's word.
+* VSR generated (section 4.3: true/false answers): 1 when the answer states the label
+  (:func:`~lavis_vislinginstruct.metrics.true_false_answer`, as the benchmark's scorer reads it).
 
 CIDEr (captioning), ROC-AUC (Hateful Memes) and MRR (Visual Dialog) are corpus statistics, not means of
 per-sample scores: :func:`sample_scores` refuses them instead of returning a number that is not the set's.
@@ -15,10 +16,8 @@ per-sample scores: :func:`sample_scores` refuses them instead of returning a num
 
 from typing import Any, Dict, List, Sequence
 
-from lavis_vislinginstruct.metrics import gqa_exact_match, normalize_vqa_answer, textvqa_accuracy
+from lavis_vislinginstruct.metrics import gqa_exact_match, textvqa_accuracy, true_false_answer
 
-#: VSR's answer words by label (1 true, 0 false), as the VSR candidates.
-VSR_WORDS = {1: "true", 0: "false"}
 SUPPORTED = ("gqa", "textvqa", "vizwiz", "vsr", "iconqa", "scienceqa")
 
 
@@ -36,8 +35,8 @@ def sample_score(benchmark: str, record: Dict[str, Any]) -> float:
             return float(gqa_exact_match(prediction, record["answer"]))
         if benchmark in ("textvqa", "vizwiz"):
             return float(textvqa_accuracy(prediction, record["answers"]))
-        if isinstance(prediction, str):  # VSR generated: the normalized answer against the label's word
-            return float(normalize_vqa_answer(prediction) == VSR_WORDS[int(record["label"])])
+        if isinstance(prediction, str):  # VSR generated: the stated truth against the label
+            return float(true_false_answer(prediction) == int(record["label"]))
         return float(int(prediction) == int(record["correct_choice_idx"]))
     except KeyError as err:
         raise ValueError(f"{benchmark} record {record.get('instance_id')!r} has no field {err}") from err

@@ -3,10 +3,11 @@
 Official ``visdial_1.0_val.json``: ``{"data": {"dialogs": [{"image_id", "caption", "dialog": [{"question": q_idx,
 "answer": a_idx, "answer_options": [100 a_idx], "gt_index"}] x10}], "questions": [str], "answers": [str]}}``.
 
-One sample per (dialog, round): ``image``, ``text_input`` (GQA's Table 4 instruction after the dialog history =
-caption + previous rounds' Q/A), ``instance_id`` = ``"<image_id>_<round>"`` (round 1-based, as the dense
-annotations' ``round_id``), ``keep_spans`` (question, history), ``candidates`` (the 100 option strings), ground
-truth ``gt_index``, plus ``image_id`` and ``round_id`` for NDCG. Each round gets its own record (LAVIS's
+One sample per (dialog, round): ``image``, ``text_input`` (GQA's Table 4 instruction inside LAVIS main's wrappers:
+``This image has the caption "{caption}". dialog history: q: .. a: ..\\n{instruction}``, the history only from the
+second round on; ``processors.templates``), ``instance_id`` = ``"<image_id>_<round>"`` (round 1-based, as the dense
+annotations' ``round_id``), ``keep_spans`` (question, history, caption), ``candidates`` (the 100 option strings),
+ground truth ``gt_index``, plus ``image_id`` and ``round_id`` for NDCG. Each round gets its own record (LAVIS's
 ``VisDialDataset`` appends one mutated dict per dialog, so all its rounds equal the last one). Option strings are
 resolved in ``__getitem__`` so 20k records do not each hold 100 strings.
 """
@@ -71,10 +72,12 @@ class VisDialEvalDataset(VliDataset):
     def build_sample(self, ann: Dict[str, Any]) -> Dict[str, Any]:
         """Round sample with its 100 candidate answers."""
         turns = list(ann["turns"])
+        history = format_dialog_history(turns)
+        spans = [ann["question"]] + [text for text in (history, ann["caption"]) if text]
         return {
             "text_input": self.text_processor(question=ann["question"], caption=ann["caption"], turns=turns),
             "instance_id": ann["instance_id"],
-            "keep_spans": [ann["question"], format_dialog_history(ann["caption"], turns)],
+            "keep_spans": spans,
             "candidates": [self.answers[a] for a in ann["options"]],
             "gt_index": ann["gt_index"],
             "image_id": ann["image_id"],

@@ -1,8 +1,8 @@
 """Zero-shot open-ended VQA benchmarks: GQA (test-dev balanced), VizWiz (val) and TextVQA (val).
 
 Samples: ``image``, ``text_input`` (Table 4 instruction), ``instance_id``, ``keep_spans`` (the question; for TextVQA
-also the OCR token string) and the ground truth: ``answer`` (GQA, one string) or ``answers`` (VizWiz/TextVQA, the
-10 raw human answers; normalization belongs to the metric).
+also the OCR token string of the prompt: the first 30 tokens) and the ground truth: ``answer`` (GQA, one string) or
+``answers`` (VizWiz/TextVQA, the 10 raw human answers; normalization belongs to the metric).
 """
 
 import logging
@@ -105,7 +105,8 @@ class TextVQAEvalDataset(VliDataset):
     """TextVQA from the official ``TextVQA_0.5.1_val.json`` plus Rosetta OCR tokens (config key ``ocr_storage``).
 
     Images at ``<image_id>.jpg`` under ``vis_root`` (val images live in ``train_images/``); ``instance_id`` is the
-    question id. An image absent from the OCR file gets no tokens (counted in a warning).
+    question id. An image absent from the OCR file gets no tokens (counted in a warning). Records keep every token;
+    the instruction lists the first 30 (``templates.format_ocr_tokens``, as LAVIS main).
     """
 
     def load_annotations(self, ann_paths: List[str]) -> List[Dict[str, Any]]:

@@ -7,11 +7,12 @@ LLM="${1:?usage: ablation.sh <flant5xl|flant5xxl|vicuna7b|vicuna13b> [benchmark 
 shift
 BENCHMARKS="${*:-flickr30k nocaps vsr gqa iconqa vizwiz textvqa visdial scienceqa hateful_memes}"
 for BENCH in $BENCHMARKS; do
-    for ROW in "model.cmaa.enabled=False model.aio.mode=off" "model.aio.mode=off" "model.aio.mode=rewrite" \
+    for ROW in "model.cmaa.enabled=False model.aio.mode=off" \
+               "model.aio.mode=off" \
+               "model.aio.mode=rewrite" \
                "model.aio.mode=full"; do
         # shellcheck disable=SC2086
-        python -m torch.distributed.run --nproc_per_node="${NPROC:-8}" evaluate.py \
-            --cfg-path projects/vislinginstruct/eval/"${BENCH}_${LLM}".yaml --options $ROW || exit 1
+        run_scripts/vislinginstruct/eval/eval.sh "$BENCH" "$LLM" --options $ROW || exit 1
     done
 done
 python -m lavis_vislinginstruct.report output/vislinginstruct/eval --out-dir "report/${LLM}"

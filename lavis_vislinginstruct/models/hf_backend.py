@@ -1,0 +1,163 @@
+"""AIO for HF transformers' InstructBLIP: the :class:`~lavis_vislinginstruct.aio.protocol.AIOBackend` protocol on
+``InstructBlipForConditionalGeneration`` (VisLingInstruct, NAACL 2024, section 3.2, on any InstructBLIP).
+
+Many users load ``Salesforce/instructblip-*`` with transformers rather than through LAVIS. With this backend the
+same :class:`~lavis_vislinginstruct.aio.optimizer.InstructionOptimizer` runs on such a model directly::
+
+    from transformers import InstructBlipForConditionalGeneration, InstructBlipProcessor
+    from lavis_vislinginstruct.aio import AIOCfg, InstructionOptimizer
+    from lavis_vislinginstruct.models.hf_backend import HFInstructBlipBackend
+
+    model = InstructBlipForConditionalGeneration.from_pretrained("Salesforce/instructblip-vicuna-7b")
+    processor = InstructBlipProcessor.from_pretrained("Salesforce/instructblip-vicuna-7b")
+    backend = HFInstructBlipBackend(model, processor.tokenizer, processor.qformer_tokenizer)
+    optimizer = InstructionOptimizer(AIOCfg(), backend)
+    pixel_values = processor.image_processor(images, return_tensors="pt").pixel_values
+    traces = optimizer.optimize(backend.encode_images(pixel_values), ["What is unusual about this image?"])
+    answers = backend.answer(pixel_values, [t.used for t in traces], max_new_tokens=100)
+
+The model's public parts are composed as InstructBLIP composes them (``vision_model`` once per image, then
+``qformer`` over ``query_tokens`` and the instruction, ``language_projection``) and the LLM is driven through the
+same token layout as VisLingInstruct's own LLM adapters (LAVIS's: ``[visual][prompt]`` with the prompt tokenized by
+the LLM tokenizer as given), so an HF model and a VisLingInstruct model loaded with its remapped weights (CMAA off)
+produce the same AIO traces and answers (tests/test_hf_backend.py). ``tokenizer`` must be configured as InstructBLIP
+expects: for Vicuna, LAVIS's settings (``models/tokenizers.py::vicuna_tokenizer``); the Q-Former's truncates on the
+left at ``max_txt_len``.
+
+One difference between the two implementations is the HF model's own, not the backend's: LAVIS builds FlanT5 with
+exact GELU in its feed-forward layers (``dense_act_fn = "gelu"``), while HF's ``Salesforce/instructblip-flan-t5-*``
+configs keep T5's ``gelu_new`` (tanh approximation). The equality test therefore gives both models the same
+activation; with the published weights, expect small numeric differences for FlanT5 (none for Vicuna).
+"""
+import contextlib
+import copy
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
+
+
+class _LanguageModelOwner:
+    """What an LLM adapter reads from its owner, over an HF InstructBLIP (LLM attribute, device, autocast)."""
+
+    def __init__(self, hf_model: torch.nn.Module):
+        self._hf = [hf_model]
+
+    @property
+    def llm_model(self) -> torch.nn.Module:
+        return self._hf[0].language_model
+
+    t5_model = llm_model
+
+    @property
+    def device(self) -> torch.device:
+        return next(self._hf[0].parameters()).device
+
+    def maybe_autocast(self, dtype: torch.dtype = torch.float16):
+        if self.device.type == "cpu":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+
+class HFInstructBlipBackend:
+    """The AIO protocol on ``transformers.InstructBlipForConditionalGeneration``.
+
+    Args:
+        model: The HF model (any device and dtype).
+        tokenizer: Its LLM tokenizer (for FlanT5 it is also used for the decoder targets).
+        qformer_tokenizer: Its Q-Former (BERT) tokenizer.
+        max_txt_len: Q-Former and LLM prompt budget in tokens (InstructBLIP: 128).
+        max_output_txt_len: Budget of scored continuations (InstructBLIP: 256).
+    """
+
+    def __init__(self, model, tokenizer, qformer_tokenizer, max_txt_len: int = 128, max_output_txt_len: int = 256):
+        self.model = model
+        self.qformer_tokenizer = qformer_tokenizer
+        self.qformer_tokenizer.truncation_side = "left"
+        self.max_txt_len = max_txt_len
+        owner = _LanguageModelOwner(model)
+        if model.config.use_decoder_only_language_model:
+            self.adapter = DecoderOnlyAdapter(owner, tokenizer, max_txt_len, max_output_txt_len)
+        else:
+            output_tokenizer = copy.deepcopy(tokenizer)  # inputs truncate on the left, targets on the right
+            tokenizer.truncation_side, output_tokenizer.truncation_side = "left", "right"
+            self.adapter = EncoderDecoderAdapter(owner, (tokenizer, output_tokenizer), max_txt_len, max_output_txt_len)
+        self._version = 0
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    # ------------------------------------------------------------------------------------------- protocol
+
+    @torch.no_grad()
+    def encode_images(self, pixel_values: torch.Tensor) -> torch.Tensor:
+        """``vision_model`` output (post-layernorm), (B, N_img, W); computed once per batch."""
+        return self.model.vision_model(pixel_values=pixel_values.to(self.device), return_dict=True).last_hidden_state
+
+    @torch.no_grad()
+    def visual_prefix(self, features: torch.Tensor, rows: Sequence[int], texts: Sequence[str]) -> Tuple:
+        """(projected query outputs, mask) for image ``features[rows[i]]`` with ``texts[i]`` read by the Q-Former."""
+        image_embeds = features.index_select(0, torch.as_tensor(list(rows), dtype=torch.long, device=features.device))
+        text = self.qformer_tokenizer(
+            list(texts), padding="longest", truncation=True, max_length=self.max_txt_len, return_tensors="pt"
+        ).to(image_embeds.device)
+        queries = self.model.query_tokens.expand(image_embeds.size(0), -1, -1)  # (B, Q, D)
+        query_mask = torch.ones(queries.shape[:-1], dtype=torch.long, device=image_embeds.device)
+        hidden = self.model.qformer(
+            input_ids=text.input_ids,
+            attention_mask=torch.cat([query_mask, text.attention_mask], dim=1),
+            query_embeds=queries,
+            encoder_hidden_states=image_embeds,
+            encoder_attention_mask=torch.ones(image_embeds.shape[:-1], dtype=torch.long, device=image_embeds.device),
+            return_dict=True,
+        ).last_hidden_state[:, : queries.size(1)]
+        embeds = self.model.language_projection(hidden)
+        embeds = embeds.to(self.adapter.lm.get_input_embeddings().weight.dtype)
+        return embeds, torch.ones(embeds.shape[:-1], dtype=torch.long, device=embeds.device)
+
+    def prefix_rows(self, prefix: Tuple, rows: Sequence[int]) -> Tuple:
+        """Rows ``rows`` of an (embeds, mask) prefix."""
+        index = torch.as_tensor(list(rows), dtype=torch.long, device=prefix[0].device)
+        return prefix[0].index_select(0, index), prefix[1].index_select(0, index)
+
+    @torch.no_grad()
+    def generate(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
+        """Greedy/beam decoding after ``prefix`` (``None``: the LLM alone)."""
+        embeds, mask = prefix if prefix is not None else (None, None)
+        kwargs = dict(num_beams=decoding.get("num_beams", 1), max_length=decoding["max_new_tokens"], min_length=1,
+                      do_sample=False, repetition_penalty=1.0, length_penalty=1.0, num_return_sequences=1)
+        if decoding.get("prompt_lookup_num_tokens"):
+            kwargs["prompt_lookup_num_tokens"] = decoding["prompt_lookup_num_tokens"]
+        return self.adapter.generate(embeds, mask, list(prompts), **kwargs)
+
+    @torch.no_grad()
+    def continuation_nll(self, prefix: Tuple, prompts: Sequence[str], continuations: Sequence[str]) -> List[float]:
+        """Mean NLL of ``continuation`` + EOS after prefix + prompt (the IAS)."""
+        embeds, mask = prefix
+        return self.adapter.continuation_nll(embeds, mask, list(prompts), list(continuations), add_eos=True).tolist()
+
+    def llm_token_counts(self, texts: Sequence[str]) -> List[int]:
+        return [len(ids) for ids in self.adapter.tokenizer(list(texts)).input_ids]
+
+    def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
+        return [(len(ids), self.max_txt_len) for ids in self.qformer_tokenizer(list(texts)).input_ids]
+
+    def cache_token(self) -> Any:
+        """The model object and :meth:`mark_weights_changed` calls (call it after changing the weights)."""
+        return (id(self.model), self._version)
+
+    def mark_weights_changed(self) -> None:
+        self._version += 1
+
+    # ----------------------------------------------------------------------------------------- answering
+
+    @torch.no_grad()
+    def answer(self, pixel_values: torch.Tensor, instructions: Sequence[str], **generate_kwargs) -> List[str]:
+        """Answers to ``instructions`` (e.g. AIO's ``trace.used``) with InstructBLIP's prompt layout; keyword
+        arguments go to the LLM's ``generate`` (``max_new_tokens``, ``num_beams``, ...)."""
+        features = self.encode_images(pixel_values)
+        embeds, mask = self.visual_prefix(features, range(features.size(0)), instructions)
+        kwargs = {"max_length": generate_kwargs.pop("max_new_tokens", 30), **generate_kwargs}
+        return self.adapter.generate(embeds, mask, list(instructions), **kwargs)

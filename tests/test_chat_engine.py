@@ -1,0 +1,267 @@
+"""The chat engine: the history the LLM reads is the LLaVA builder's text, the budget drops the oldest turns,
+streamed answers equal non-streamed greedy ones, and the three columns equal ``generate`` with their switches."""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from lavis.common.config import Config
+from lavis.common.registry import registry
+from omegaconf import OmegaConf
+from PIL import Image
+
+from conftest import build_tiny
+from lavis_vislinginstruct.chat.engine import COLUMNS, ChatEngine, Conversation, Decoding, Turn, new_columns
+from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
+from lavis_vislinginstruct.models.loading import load_with_options
+from lavis_vislinginstruct.processors.templates import format_llava_instruction, normalize_text
+
+DECODING = Decoding(max_new_tokens=6)
+# the same settings in generate's (LAVIS) terms
+GENERATE = dict(use_nucleus_sampling=False, num_beams=1, max_length=6, min_length=1, top_p=0.9,
+                repetition_penalty=1.0, length_penalty=1.0, temperature=1.0)
+
+
+@pytest.fixture
+def image():
+    g = torch.Generator().manual_seed(3)
+    return Image.fromarray((torch.rand(40, 40, 3, generator=g) * 255).to(torch.uint8).numpy())
+
+
+def engine_for(arch, budget=None, **overrides):
+    model, vis, _ = load_with_options(arch, "tiny", [f"{k}={v}" for k, v in overrides.items()])
+    return ChatEngine(model, vis["eval"], history_budget=budget)
+
+
+def build_llava(root: Path, records, expand_turns=True):
+    """The LLaVA-Instruct-150K training samples of ``records`` through the registered builder (training's path)."""
+    path = root / "llava_instruct_150k" / "llava_instruct_150k.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(records))
+    for record in records:
+        image = root / "coco" / "images" / "train2017" / record["image"]
+        image.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("RGB", (8, 8)).save(image)
+    name = "vli_llava_instruct_150k"
+    options = {"datasets": {name: {"options": {"expand_turns": expand_turns}}}}
+    cfg = Config.build_dataset_config(OmegaConf.create(options))
+    return registry.get_builder_class(name)(cfg.datasets[name]).build_datasets()["train"]
+
+
+def test_history_is_the_llava_builders_text(arch, image, cache_root):
+    engine = engine_for(arch, budget=10_000)
+    conv = Conversation(image, "x.jpg")
+    asked = ["What  is in the  picture?", "  And its colour?\t", "Is it\r\nbig?"]
+    for question in asked:
+        engine.ask(conv, question, decoding=DECODING)
+    assert [t.history_turns for t in conv.turns] == [0, 1, 2] and all(t.dropped_turns == 0 for t in conv.turns)
+    # the same conversation as a LLaVA record (first question with its <image> marker, as in the official file)
+    values = []
+    for i, (question, turn) in enumerate(zip(asked, conv.turns)):
+        values += [{"from": "human", "value": ("<image>\n" if i == 0 else "") + question},
+                   {"from": "gpt", "value": turn.answer if turn.answer.strip() else "(empty)"}]
+    if any(not t.answer.strip() for t in conv.turns):  # an empty answer is no valid LLaVA turn
+        pytest.skip("the tiny model gave an empty answer")
+    dataset = build_llava(Path(cache_root), [{"id": "c1", "image": "x.jpg", "conversations": values}])
+    assert [dataset[i]["text_input"] for i in range(len(dataset))] == [t.prompt for t in conv.turns]
+    # the Q-Former read the current question only
+    assert [t.instruction for t in conv.turns] == ["What is in the picture?", "And its colour?", "Is it\nbig?"]
+
+
+def test_budget_drops_the_oldest_turns_and_says_so(image):
+    engine = engine_for("vislinginstruct_vicuna", budget=40)
+    conv = Conversation(image, "x.jpg")
+    conv.turns = [Turn(question=f"question number {i}?", answer=f"answer {i} " + "word " * 4) for i in range(6)]
+    question = "What now?"
+    full = format_llava_instruction(conv.history(), question)
+    assert engine.prompt_tokens(full) > 40
+    events = list(engine.stream(conv, question, decoding=DECODING))
+    turn = conv.turns[-1]
+    history = [(t.question, normalize_text(t.answer)) for t in conv.turns[:-1]]
+    kept = history[turn.dropped_turns:]
+    assert turn.dropped_turns > 0 and turn.history_turns == len(kept) == 6 - turn.dropped_turns
+    assert turn.prompt == format_llava_instruction(kept, question)  # the newest turns kept, in order
+    assert engine.prompt_tokens(turn.prompt) <= 40
+    # minimal: one more (older) turn would not fit
+    assert engine.prompt_tokens(format_llava_instruction(history[turn.dropped_turns - 1:], question)) > 40
+    assert turn.prompt_tokens == engine.prompt_tokens(turn.prompt)
+    notice = [e.text for e in events if e.kind == "notice"]
+    assert notice and f"oldest {turn.dropped_turns} of 6" in notice[0] and turn.notes == notice
+
+
+def test_question_longer_than_budget_is_noted(image):
+    engine = engine_for("vislinginstruct_vicuna", budget=5)
+    conv = Conversation(image, "x.jpg")
+    turn = engine.ask(conv, "a question that is certainly longer than five tokens", decoding=DECODING)
+    assert any("over the history budget of 5" in n for n in turn.notes)
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.2])  # Vicuna: decoding.greedy_decode, then HF generate (a penalty)
+def test_streaming_equals_non_streamed_greedy(arch, image, penalty):
+    engine = engine_for(arch)
+    conv = Conversation(image, "x.jpg")
+    decoding = Decoding(max_new_tokens=12, repetition_penalty=penalty)
+    for question in ("Describe the image.", "What else?"):
+        events = list(engine.stream(conv, question, decoding=decoding))
+        tokens = [e.text for e in events if e.kind == "token"]
+        turn = events[-1].turn
+        samples = {"image": engine.image_tensor(image), "text_input": [question]}
+        kwargs = dict(GENERATE, max_length=12, repetition_penalty=penalty)
+        if turn.history_turns == 0:
+            expected = engine.model.generate(samples, **kwargs)[0]
+        else:
+            expected = engine.model.generate_turn(samples, [turn.prompt], **decoding.generate_kwargs())[0]
+        assert turn.answer == expected
+        assert len(tokens) >= 2, tokens  # arrived in pieces, as generated
+        assert "".join(tokens).split() == expected.split()
+
+
+def test_vicuna_streamer_reads_id_0_as_generate_does():
+    model = build_tiny("vislinginstruct_vicuna").eval()
+    tok = model.adapter.tokenizer
+    ids = tok("red square left", add_special_tokens=False).input_ids
+    ids = ids[:1] + [0] + ids[1:]
+    streamer = model.make_streamer(timeout=5)
+    streamer.put(torch.zeros(1, 0, dtype=torch.long))  # the (empty) prompt of an inputs_embeds generate
+    for i in ids:
+        streamer.put(torch.tensor([i]))
+    streamer.end()
+    streamed = "".join(streamer)
+    unmapped = tok.decode(ids, skip_special_tokens=True)
+    assert streamed.strip() == tok.decode([2 if i == 0 else i for i in ids], skip_special_tokens=True).strip()
+    assert streamed.strip() != unmapped.strip()  # without the mapping, id 0 would show as text
+
+
+def test_beams_answer_whole_and_decoding_is_checked(image):
+    engine = engine_for("vislinginstruct_vicuna")
+    conv = Conversation(image, "x.jpg")
+    events = list(engine.stream(conv, "Describe it.", decoding=Decoding(max_new_tokens=5, num_beams=2)))
+    assert not [e for e in events if e.kind == "token"]
+    samples = {"image": engine.image_tensor(image), "text_input": ["Describe it."]}
+    assert events[-1].turn.answer == engine.model.generate(samples, **dict(GENERATE, max_length=5, num_beams=2))[0]
+    for bad, message in ((dict(temperature=-1), "temperature must be >= 0"), (dict(top_p=0), "top_p"),
+                         (dict(max_new_tokens=0), "max_new_tokens"), (dict(num_beams=0), "num_beams")):
+        with pytest.raises(ValueError, match=message):
+            Decoding(**bad)
+
+
+@pytest.mark.parametrize("question, message", [("   ", "empty message"), ("<image>", "empty message")])
+def test_bad_questions(image, question, message):
+    engine = engine_for("vislinginstruct_vicuna")
+    with pytest.raises(ValueError, match=message):
+        engine.ask(Conversation(image), question)
+    with pytest.raises(ValueError, match="no image"):
+        engine.ask(Conversation(), "hi")
+    with pytest.raises(ValueError, match="AIO mode must be one of off, rewrite, full"):
+        engine.ask(Conversation(image), "hi", aio="fancy")
+
+
+# ----------------------------------------------------------------------------------- the three columns
+
+
+@pytest.fixture
+def weights(arch, tmp_path):
+    """An InstructBLIP-like checkpoint and a fine-tuned projection over it (different weights)."""
+    torch.manual_seed(5)
+    model = build_tiny(arch)
+    base = tmp_path / "base.pth"
+    torch.save({"model": model.full_state_dict()}, base)
+    with torch.no_grad():
+        model.proj.weight.add_(torch.randn_like(model.proj.weight) * 0.5)
+    finetuned = tmp_path / "finetuned.pth"
+    torch.save(trainable_state_dict(model), finetuned)
+    return str(base), str(finetuned)
+
+
+def test_columns_equal_generate_with_their_switches(arch, weights, image):
+    base, finetuned = weights
+    engine = engine_for(arch, checkpoint=base, finetuned=finetuned)
+    model = engine.model
+    params = {n: p.data_ptr() for n, p in model.named_parameters()}
+    columns = new_columns(image, "x.jpg")
+    questions = ["What is in the picture?", "What colour is it?"]
+    for q in questions:
+        list(engine.compare(columns, q, Decoding(max_new_tokens=6)))
+    # references: separately built models with the matching switches
+    vanilla_ref = engine_for(arch, checkpoint=base, **{"cmaa.enabled": False}).model
+    ema_ref = engine_for(arch, checkpoint=base, finetuned=finetuned).model
+    refs = {"vanilla": vanilla_ref, "ema": ema_ref, "ema_aio": ema_ref}
+    pixels = engine.image_tensor(image)
+    for key, (_, _, aio) in COLUMNS.items():
+        first, second = columns[key].turns
+        ref = refs[key]
+        assert first.answer == ref.generate({"image": pixels, "text_input": [questions[0]]}, aio=aio, **GENERATE)[0]
+        if aio == "off":
+            used = questions[1]
+        else:
+            (trace,) = ref.optimize_instructions({"image": pixels, "text_input": [questions[1]]}, mode=aio)
+            used = trace.used
+            same = {k: v for k, v in trace.to_dict().items() if k != "timings"}
+            assert {k: v for k, v in second.trace.items() if k != "timings"} == same
+            assert second.trace["used"] == used and second.trace["initial"] == questions[1]
+        prompt = format_llava_instruction([(first.question, normalize_text(first.answer))], used)
+        assert second.prompt == prompt
+        expected = ref.generate_turn({"image": pixels, "text_input": [used]}, [prompt],
+                                     **Decoding(max_new_tokens=6).generate_kwargs())[0]
+        assert second.answer == expected
+    # one copy of the weights, back to EMA after every call; only the projection kept twice
+    assert {n: p.data_ptr() for n, p in model.named_parameters()} == params
+    assert model.cmaa is not None
+    torch.testing.assert_close(model.proj.weight, ema_ref.proj.weight)
+    extra = {n: b.numel() for n, b in model.named_buffers() if n.startswith("base_proj")}
+    assert sum(extra.values()) == sum(p.numel() for p in model.proj.parameters())
+    assert not any(k.startswith("base_proj") for k in model.state_dict())
+
+
+def test_variant_switch_matches_separate_models(arch, weights, image):
+    base, finetuned = weights
+    model = engine_for(arch, checkpoint=base, finetuned=finetuned).model
+    vanilla_ref = engine_for(arch, checkpoint=base, **{"cmaa.enabled": False}).model
+    ema_ref = engine_for(arch, checkpoint=base, finetuned=finetuned).model
+    pixels = torch.rand(1, 3, 32, 32)
+    embeds = model.encode_image(pixels)
+    with model.variant("vanilla"):
+        got = model.visual_prefix(embeds, ["what is it"])[0]
+    torch.testing.assert_close(got, vanilla_ref.visual_prefix(embeds, ["what is it"])[0])
+    with model.variant("ema"):
+        got = model.visual_prefix(embeds, ["what is it"])[0]
+    torch.testing.assert_close(got, ema_ref.visual_prefix(embeds, ["what is it"])[0])
+    assert got.shape[1] == 2 * model.cfg.qformer.num_query_token
+    with pytest.raises(ValueError, match="variant must be one of"):
+        with model.variant("instructblip"):
+            pass
+    # a model built with CMAA off gets it for the EMA variant only
+    off = engine_for(arch, checkpoint=base, **{"cmaa.enabled": False}).model
+    with off.variant("ema"):
+        assert off.visual_prefix(embeds, ["x"])[0].shape[1] == 2 * off.cfg.qformer.num_query_token
+    assert off.cmaa is None
+
+
+class _Recorder:
+    """A streamer that keeps what it is fed."""
+
+    def __init__(self):
+        self.puts, self.ended = [], False
+
+    def put(self, value):
+        self.puts.append(value.reshape(-1).tolist())
+
+    def end(self):
+        self.ended = True
+
+
+def test_greedy_decode_feeds_a_streamer_draft_tokens_included(image):
+    engine = engine_for("vislinginstruct_vicuna")
+    model = engine.model
+    samples = {"image": engine.image_tensor(image), "text_input": ["red red red red"]}
+    kwargs = dict(Decoding(max_new_tokens=16).generate_kwargs(), prompt_lookup_num_tokens=3)
+    recorder = _Recorder()
+    answer = model.generate_turn(samples, ["red red red red red red"], streamer=recorder, **kwargs)[0]
+    assert recorder.puts[0] == [] and recorder.ended  # the (empty) prompt first, as HF generate
+    streamed = [t for put in recorder.puts[1:] for t in put]
+    tok = model.adapter.tokenizer
+    assert tok.decode([2 if t == 0 else t for t in streamed], skip_special_tokens=True).strip() == answer
+    assert answer == model.generate_turn(samples, ["red red red red red red"], **kwargs)[0]
+    two = {"image": samples["image"].repeat(2, 1, 1, 1), "text_input": ["a", "b"]}
+    with pytest.raises(ValueError, match="a streamer follows one sample, got a batch of 2"):
+        model.generate_turn(two, ["a", "b"], streamer=_Recorder(), **kwargs)
