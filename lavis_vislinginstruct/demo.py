@@ -22,7 +22,8 @@ measured on the world's held-out evaluation sets. Every step goes through the pr
    model in one file (weights copied to ``<out>/weights/``), which every entry point takes with ``--model-spec``.
 7. **Evaluation** (``eval_<set>.yaml`` through :func:`lavis_vislinginstruct.evaluate.main` with the spec) of the
    rows in :data:`ROWS`: vanilla (CMAA off, AIO off), + EMA, + EMA + Rewriting, + EMA + AIO, and + EMA + AIO with
-   the two instructions listed in random order instead of by IAS (``model.aio.order=shuffled``).
+   the two instructions' scores swapped for a random half of the samples, so the prompt's order carries no IAS
+   ranking (``model.aio.order=shuffled``).
 8. **Report** (:mod:`lavis_vislinginstruct.demo_analysis`): every cell with a 95 % bootstrap interval, paired
    differences, AIO's own figures, the IAS premise, traces; ``results.md``, ``results.json``, ``ablation.png``.
 

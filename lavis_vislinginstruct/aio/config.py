@@ -33,7 +33,7 @@ class AIOCfg:
     # none: the generated instruction is used as it is (the paper); content: if it lost any of the sample's
     # keep_spans, the best-IAS instruction that keeps them is used instead (our addition). Both count the losses.
     guard: str = choices("content", GUARDS)
-    order: str = choices("ias", ORDERS)  # ias: worst first, best last (Figure 3) | shuffled: random order (ablation)
+    order: str = choices("ias", ORDERS)  # ias: worst first, best last (Figure 3) | shuffled: scores swapped at random
     rewrite_template: str = (
         "There is the text {}. Please modify the text to make it better while retaining the sentence structure "
         "and keywords."
