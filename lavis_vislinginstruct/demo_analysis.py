@@ -281,7 +281,7 @@ def chart(path: str, figures: Dict[str, Any], labels: Dict[str, str], benchmarks
                              [c["high"] for c in cells]))
     lines = [Line("chance", [base.get(b, {}).get("chance") for b in benchmarks], "dotted"),
              Line("answer prior", [base.get(b, {}).get("answer_prior") for b in benchmarks], "dashed")]
-    panel = Panel("VisLingInstruct demo: Table 2 rows on the held-out world (95 % bootstrap intervals)",
+    panel = Panel("VisLingInstruct demo: Table 2 rows, held-out world, 95 % intervals",
                   benchmarks, series, lines)
     return bar_chart(path, [panel], ylabel="accuracy on held-out scenes (%)", headroom=1.35)
 
