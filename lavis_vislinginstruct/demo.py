@@ -43,8 +43,10 @@ Choices, each with the reason it was made (measured on training-side signals, ne
   99 / 33 %; after 4 epochs 96 / 15 / 100 / 46 %. Four epochs cost about 2.3 minutes more than two.
 * **VSR stays near chance.** Stage A does not learn where objects are within its 400 updates (training-split GQA
   questions in the common phrasing: colour 68 %, size 67 %, shape 37 % and position 27 % right, against 33-50 %
-  and 25 % chance; re-drawing the ViT's position embeddings at the patch features' scale or letting both Q-Former
-  layers cross-attend did not change that), and a VSR statement needs the positions of two objects.
+  and 25 % chance; none of re-drawing the ViT's position embeddings at the patch features' scale, letting both
+  Q-Former layers cross-attend, a peak learning rate of 1e-3 or 4e-3, or batch 32 with twice the updates changed
+  that: each left position at 23-25 % and most gave constant answers), and a VSR statement needs the positions of
+  two objects.
 * **AIO's guard** is ``none`` (the paper: the generated instruction is used as it is). The content guard compares
   the verbatim question, and a user's question reworded into the model's phrasing never keeps its words, so the
   guard would fall back on nearly every sample; the report counts how often it would have fired
