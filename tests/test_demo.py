@@ -12,7 +12,7 @@ import random
 
 import pytest
 import torch
-from lavis.common.registry import registry
+from test_training import one_thread_and_clean_paths
 
 from lavis_vislinginstruct import demo
 from lavis_vislinginstruct.models.loading import load_with_options
@@ -25,15 +25,12 @@ VSR_CHANCE = 50.0
 @pytest.fixture(scope="module")
 def fast_run(tmp_path_factory):
     """One fast demo run on one thread (tiny models on a shared 2-core machine are much faster that way)."""
-    threads = torch.get_num_threads()
-    try:
-        out = tmp_path_factory.mktemp("demo")
-        summary = demo.main(["--out", str(out), "--fast", "--threads", "1"])
-    finally:
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(False)
-        for name in ("output_dir", "result_dir"):
-            registry.mapping["paths"].pop(name, None)
+    with one_thread_and_clean_paths():
+        try:
+            out = tmp_path_factory.mktemp("demo")
+            summary = demo.main(["--out", str(out), "--fast", "--threads", "1"])
+        finally:
+            torch.use_deterministic_algorithms(False)  # demo.main turns it on for the whole process
     return out, summary
 
 

@@ -102,10 +102,8 @@ def test_table2_rows_are_options_switches(tmp_path):
 # ------------------------------------------------------------------------------------------------ resume
 
 
-def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
-    full = run_eval("textvqa", tmp_path, "run.job_id=full", batch_size_eval=1)
-    expected = load(result_files(full["result_dir"], "val")["predictions"])
-
+def run_interrupted(monkeypatch, *args, **kwargs):
+    """:func:`run_eval` stopped by a KeyboardInterrupt in its second batch, as Ctrl-C would stop it."""
     calls = {"n": 0}
     real_predict = GenerationTask.predict
 
@@ -117,8 +115,15 @@ def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
 
     monkeypatch.setattr(GenerationTask, "predict", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        run_eval("textvqa", tmp_path, "run.job_id=resumed", batch_size_eval=1)
+        run_eval(*args, **kwargs)
     monkeypatch.setattr(GenerationTask, "predict", real_predict)
+
+
+def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
+    full = run_eval("textvqa", tmp_path, "run.job_id=full", batch_size_eval=1)
+    expected = load(result_files(full["result_dir"], "val")["predictions"])
+
+    run_interrupted(monkeypatch, "textvqa", tmp_path, "run.job_id=resumed", batch_size_eval=1)
     result_dir = tmp_path / "out" / "resumed" / "result"
     shard = result_dir / "val_predictions_rank0.jsonl"
     assert len(read_jsonl(shard)) == 1
@@ -158,19 +163,7 @@ def test_resumed_aio_run_equals_uninterrupted_trace_for_trace(tmp_path, monkeypa
     expected = load(result_files(full["result_dir"], "val")["traces"])
     assert len({t["rewritten"] for t in expected}) == 2 and "[2 in batch]" in expected[2]["rewritten"]
 
-    calls = {"n": 0}
-    real_predict = GenerationTask.predict
-
-    def interrupted(self, model, samples):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt("simulated interruption")
-        return real_predict(self, model, samples)
-
-    monkeypatch.setattr(GenerationTask, "predict", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        run_eval("gqa", tmp_path, "run.job_id=resumed", aio="full", batch_size_eval=2)
-    monkeypatch.setattr(GenerationTask, "predict", real_predict)
+    run_interrupted(monkeypatch, "gqa", tmp_path, "run.job_id=resumed", aio="full", batch_size_eval=2)
     resumed = run_eval("gqa", tmp_path, "run.job_id=resumed", aio="full", batch_size_eval=2)
     assert resumed["metrics"]["val"]["rank0"]["new_samples"] == 1
     got = load(result_files(resumed["result_dir"], "val")["traces"])

@@ -18,7 +18,7 @@ import torch.distributed as dist
 from lavis.common.registry import registry
 from lavis.runners.runner_base import RunnerBase
 from omegaconf import OmegaConf
-from test_training import TINY, options, warmup_cosine_lr, write_llava_data
+from test_training import TINY, one_thread_and_clean_paths, options, warmup_cosine_lr, write_llava_data
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lavis_vislinginstruct.models.checkpoint import CheckpointKeyError
@@ -28,13 +28,9 @@ from lavis_vislinginstruct.train import setup
 @pytest.fixture(autouse=True)
 def cpu_stock_runner(monkeypatch):
     """One thread; 1.0.2's loaders without the CUDA prefetcher; LAVIS's path registry cleaned after each test."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     monkeypatch.setattr(runner_base, "PrefetchLoader", lambda loader: loader)
-    yield
-    torch.set_num_threads(threads)
-    for name in ("output_dir", "result_dir"):
-        registry.mapping["paths"].pop(name, None)
+    with one_thread_and_clean_paths():
+        yield
 
 
 @pytest.fixture(scope="module")

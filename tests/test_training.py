@@ -4,6 +4,7 @@ The data are LLaVA-Instruct-150K records (one colour question per solid-colour i
 ``vli_llava_instruct_150k`` builder from a temporary ``cache_root``.
 """
 
+import contextlib
 import json
 import os
 import socket
@@ -60,16 +61,25 @@ def write_llava_data(root: Path, n: int = N_RECORDS, textured: bool = False) -> 
     return root
 
 
-@pytest.fixture(autouse=True)
+@contextlib.contextmanager
 def one_thread_and_clean_paths():
-    """One thread (tiny models on a shared 2-core machine run about 40x faster on one thread than on two); the
-    runner's ``output_dir``/``result_dir`` removed from LAVIS's path registry afterwards (it refuses to re-register)."""
+    """One torch thread inside the block (tiny models on a shared 2-core machine run about 40x faster on one thread
+    than on two); afterwards the thread count is restored and the runner's ``output_dir``/``result_dir`` are removed
+    from LAVIS's path registry (it refuses to re-register them)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for name in ("output_dir", "result_dir"):
-        registry.mapping["paths"].pop(name, None)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        for name in ("output_dir", "result_dir"):
+            registry.mapping["paths"].pop(name, None)
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    with one_thread_and_clean_paths():
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 from eval_fixtures import lay_out, tiny_config
-from lavis.common.registry import registry
 from omegaconf import OmegaConf
-from test_training import write_llava_data
+from test_training import one_thread_and_clean_paths, write_llava_data
 
 from lavis_vislinginstruct import evaluate, train
 from lavis_vislinginstruct.tasks import benchmarks as bm
@@ -20,12 +19,8 @@ DEMO = Path(__file__).resolve().parents[1] / "projects" / "vislinginstruct" / "d
 
 @pytest.fixture(autouse=True)
 def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-    for name in ("output_dir", "result_dir"):
-        registry.mapping["paths"].pop(name, None)
+    with one_thread_and_clean_paths():
+        yield
 
 
 def demo_eval_config(tmp_path):
