@@ -247,7 +247,15 @@ def train_stage(
     return {"checkpoint": last, "epoch_losses": losses, "seconds": round(seconds, 1), "output_dir": run_dir}
 
 
-def score_comparison_pairs(world: str, checkpoint: str, batch_size: int = 64) -> Dict[str, Tuple[float, float]]:
+def read_comparison_pairs(world: str) -> List[Dict[str, Any]]:
+    """The world's comparison pairs (``llava_instruct_150k/comparison_candidates.json``)."""
+    with open(os.path.join(world, "llava_instruct_150k", "comparison_candidates.json"), encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def score_comparison_pairs(
+    world: str, pairs: Sequence[Dict[str, Any]], checkpoint: str, batch_size: int = 64
+) -> Dict[str, Tuple[float, float]]:
     """The model's own IAS (``model.instruction_alignment_score``) of both instructions of every comparison pair.
 
     The model is stage A as it is evaluated as the vanilla row (CMAA off); images are the pairs' training images.
@@ -258,8 +266,6 @@ def score_comparison_pairs(world: str, checkpoint: str, batch_size: int = 64) ->
     from lavis_vislinginstruct.datasets.datasets.base import load_image
     from lavis_vislinginstruct.models.loading import load_with_options
 
-    with open(os.path.join(world, "llava_instruct_150k", "comparison_candidates.json"), encoding="utf-8") as handle:
-        pairs = json.load(handle)
     model, vis, _ = load_with_options(ARCH, MODEL_TYPE, [f"checkpoint={checkpoint}", "cmaa.enabled=False"], "cpu")
     images = os.path.join(world, "coco", "images", "train2017")
     scores: Dict[str, Tuple[float, float]] = {}
@@ -273,11 +279,11 @@ def score_comparison_pairs(world: str, checkpoint: str, batch_size: int = 64) ->
     return scores
 
 
-def comparison_score_summary(world: str, scores: Dict[str, Tuple[float, float]]) -> Dict[str, Any]:
+def comparison_score_summary(
+    pairs: Sequence[Dict[str, Any]], scores: Dict[str, Tuple[float, float]]
+) -> Dict[str, Any]:
     """How stage A scored the pairs: mean IAS and how often the rewrite scored lower, for user-style and common
     initial instructions (the rewrite of a user-style one is the common first phrasing)."""
-    with open(os.path.join(world, "llava_instruct_150k", "comparison_candidates.json"), encoding="utf-8") as handle:
-        pairs = json.load(handle)
     out: Dict[str, Any] = {}
     for user in (True, False):
         chosen = [scores[p["id"]] for p in pairs if p["user"] == user]
@@ -323,8 +329,8 @@ def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str]) ->
             try:
                 logs = evaluate_main(argv)
             except ResumeMismatchError as err:
-                logger.info("[eval] %s %s: earlier predictions are another model's (%s); starting over", row, bench,
-                            str(err).split("(")[1].split(")")[0] if "(" in str(err) else "changed")
+                logger.info("[eval] %s %s: earlier predictions are not this model's (%s); starting over", row, bench,
+                            err)
                 logs = evaluate_main(argv + ["run.resume=False"])
             summary = next(iter(logs["metrics"].values()))
             summary["seconds"] = round(time.perf_counter() - start, 1)
@@ -498,12 +504,13 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
 
     _step(3, "stage A's own IAS of %d comparison pairs -> comparison prompts", size.n_compare)
     t0 = time.perf_counter()
-    scores = score_comparison_pairs(world, stage_a["checkpoint"])
+    pairs = read_comparison_pairs(world)
+    scores = score_comparison_pairs(world, pairs, stage_a["checkpoint"])
     from lavis_vislinginstruct.aio.config import AIOCfg
 
     written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
                                         seed=seed)
-    score_summary = comparison_score_summary(world, scores)
+    score_summary = comparison_score_summary(pairs, scores)
     timings["scores"] = round(time.perf_counter() - t0, 1)
     _step(3, "scored in %.0f s: %s", timings["scores"], score_summary)
 
