@@ -46,7 +46,14 @@ Choices, each with the reason it was made (measured on training-side signals, ne
   and 25 % chance; none of re-drawing the ViT's position embeddings at the patch features' scale, letting both
   Q-Former layers cross-attend, a peak learning rate of 1e-3 or 4e-3, or batch 32 with twice the updates changed
   that: each left position at 23-25 % and most gave constant answers), and a VSR statement needs the positions of
-  two objects.
+  two objects. Without the LLM the picture is the same (the ViT and Q-Former alone with a classification head on
+  the query outputs, fresh training-split scenes, batch 64): the cell of a single object is learned in 200 updates,
+  but the cell of the object a text names by its colour is not (43 % after 400 updates with this 2-layer Q-Former;
+  100 % with 4 layers cross-attending in every layer, 82 % when named by colour and shape); the cell of a VSR
+  statement's subject reaches 84 % in 500 updates with 4 layers, and the statement's truth stays at chance (47-57 %)
+  after 600-1,200 updates with 4 layers, with or without that grounding first. Stage A with the 4-layer Q-Former
+  costs 166 s instead of 133 s and still answers VSR at chance (51 %) and position questions at 22 %; started
+  from the grounding-trained Q-Former (trained on, or frozen) it answers every question type with a constant.
 * **AIO's guard** is ``none`` (the paper: the generated instruction is used as it is). The content guard compares
   the verbatim question, and a user's question reworded into the model's phrasing never keeps its words, so the
   guard would fall back on nearly every sample; the report counts how often it would have fired
