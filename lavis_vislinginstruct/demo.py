@@ -13,8 +13,9 @@ measured on the world's held-out evaluation sets. Every step goes through the pr
 3. **Scores** (:func:`score_comparison_pairs`): stage A's own Instruction Alignment Score (eq. 3) of both
    instructions of every comparison pair; :func:`lavis_vislinginstruct.world.writer.write_comparison_training`
    writes the comparison prompts with those scores (:mod:`lavis_vislinginstruct.world.comparison`).
-4. **Stage A2** (``stage_a2.yaml``): stage A continued on the comparison prompts, rewrites and a replay of stage A's
-   data. Stages A and A2 are our stand-in for the pretrained InstructBLIP that VisLingInstruct starts from; its
+4. **Stage A2** (``stage_a2.yaml``): stage A continued on the comparison prompts and the world's second file
+   (rewrites, and questions as stage A asks them; :attr:`DemoSize.n_replay` adds stage A's own conversations, 0 in
+   both sizes). Stages A and A2 are our stand-in for the pretrained InstructBLIP that VisLingInstruct starts from; its
    "vanilla" row is InstructBLIP.
 5. **Stage B** (``stage_b.yaml``): VisLingInstruct's Enhanced Multi-modal Alignment; CMAA on, only the projection
    into the LLM trains, from stage A2's weights.
@@ -80,7 +81,7 @@ from lavis_vislinginstruct import demo_analysis as analysis
 from lavis_vislinginstruct.paths import package_path
 from lavis_vislinginstruct.tasks.benchmarks import ORDER, VARIANTS
 from lavis_vislinginstruct.world import generate_world
-from lavis_vislinginstruct.world.writer import write_comparison_training
+from lavis_vislinginstruct.world.writer import read_comparison_candidates, write_comparison_training
 
 logger = logging.getLogger("lavis_vislinginstruct.demo")
 
@@ -252,12 +253,6 @@ def train_stage(
     if not os.path.isfile(last):
         raise FileNotFoundError(f"{config}: training wrote no {last}")
     return {"checkpoint": last, "epoch_losses": losses, "seconds": round(seconds, 1), "output_dir": run_dir}
-
-
-def read_comparison_pairs(world: str) -> List[Dict[str, Any]]:
-    """The world's comparison pairs (``llava_instruct_150k/comparison_candidates.json``)."""
-    with open(os.path.join(world, "llava_instruct_150k", "comparison_candidates.json"), encoding="utf-8") as handle:
-        return json.load(handle)
 
 
 def score_comparison_pairs(
@@ -511,12 +506,12 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
 
     _step(3, "stage A's own IAS of %d comparison pairs -> comparison prompts", size.n_compare)
     t0 = time.perf_counter()
-    pairs = read_comparison_pairs(world)
+    pairs = read_comparison_candidates(world)
     scores = score_comparison_pairs(world, pairs, stage_a["checkpoint"])
     from lavis_vislinginstruct.aio.config import AIOCfg
 
     written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
-                                        seed=seed)
+                                        seed=seed, pairs=pairs)
     score_summary = comparison_score_summary(pairs, scores)
     timings["scores"] = round(time.perf_counter() - t0, 1)
     _step(3, "scored in %.0f s: %s", timings["scores"], score_summary)

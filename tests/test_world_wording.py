@@ -14,7 +14,11 @@ from lavis_vislinginstruct.world.content import content_kept, read_content
 from lavis_vislinginstruct.world.scenes import sample_scene, scene_split
 from lavis_vislinginstruct.world.tasks import PHRASINGS, make_choice, make_question, make_statement
 from lavis_vislinginstruct.world.user_style import user_question, user_reference, user_statement
-from lavis_vislinginstruct.world.writer import generate_world, write_comparison_training
+from lavis_vislinginstruct.world.writer import (
+    generate_world,
+    read_comparison_candidates,
+    write_comparison_training,
+)
 
 CFG = AIOCfg()
 
@@ -125,6 +129,22 @@ def test_world_writes_scoreable_pairs_and_the_comparison_training_file(tmp_path)
         records = json.load(handle)
     assert (out["comparison"], out["replay"], len(records)) == (12, 10, 22)
     assert sum("Score: " in r["conversations"][0]["value"] for r in records) == 12
+    assert read_comparison_candidates(root) == pairs
+    read = write_comparison_training(root, scores, CFG.compare_template, CFG.compare_cue, name="read.json")
+    handed = write_comparison_training(root, scores, CFG.compare_template, CFG.compare_cue, name="handed.json",
+                                       pairs=pairs)
+    texts = []
+    for written in (read, handed):
+        with open(os.path.join(root, written["train"]), encoding="utf-8") as handle:
+            texts.append(handle.read())
+    assert texts[0] == texts[1] and len(json.loads(texts[0])) == 12  # no replay: the comparison records only
+
+
+def test_comparison_training_needs_a_world_with_pairs(tmp_path):
+    root = str(tmp_path / "w")
+    generate_world(root, seed=0, n_train=4, n_eval=1, image_size=32, mix="demo")
+    with pytest.raises(FileNotFoundError, match="n_compare"):
+        write_comparison_training(root, {}, CFG.compare_template, CFG.compare_cue)
 
 
 def test_validation_world_draws_from_training_scenes(tmp_path):

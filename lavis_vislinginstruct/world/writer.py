@@ -475,6 +475,19 @@ def generate_world(
     return manifest
 
 
+def read_comparison_candidates(world: str) -> List[Dict[str, Any]]:
+    """The (initial, rewritten) pairs a world was written with (``llava_instruct_150k/comparison_candidates.json``).
+
+    Raises:
+        FileNotFoundError: If the world holds none (it was generated without ``n_compare``).
+    """
+    path = os.path.join(world, "llava_instruct_150k", "comparison_candidates.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} not found (generate the world with n_compare)")
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
 def write_comparison_training(
     world: str,
     scores: Dict[str, Tuple[float, float]],
@@ -483,6 +496,7 @@ def write_comparison_training(
     replay: int = 0,
     name: str = "phase2_comparison.json",
     seed: int = 0,
+    pairs: Optional[Sequence[Dict[str, Any]]] = None,
 ) -> Dict[str, Any]:
     """Write the second training file: the comparison conversations (scored by the model), the world's
     ``phase2.json`` conversations (rewrites and questions) and ``replay`` conversations of the first file.
@@ -495,6 +509,8 @@ def write_comparison_training(
         replay: Conversations of the first training file to mix in (a seeded sample, at most all of them).
         name: File name under ``llava_instruct_150k/``.
         seed: Seed of the replay sample and of the order.
+        pairs: The world's candidate pairs when the caller has read them already
+            (:func:`read_comparison_candidates`).
 
     Returns:
         ``{"train": <path relative to the world>, "comparison": n, "phase2": n, "replay": n}``.
@@ -508,14 +524,13 @@ def write_comparison_training(
         with open(path, encoding="utf-8") as f:
             return json.load(f)
 
-    pairs = load("comparison_candidates.json")
-    if not pairs:
-        raise FileNotFoundError(f"{folder} holds no comparison_candidates.json (generate the world with n_compare)")
+    if pairs is None:
+        pairs = read_comparison_candidates(world)
     rng = _stream(seed, "comparison_training")
     records = comparison.comparison_records(pairs, scores, template, cue, seed)
     phase2 = load("phase2.json")
-    main = load("llava_instruct_150k.json")
-    replayed = rng.sample(main, min(replay, len(main)))
+    first = load("llava_instruct_150k.json") if replay else []  # read only when a replay is asked for
+    replayed = rng.sample(first, min(replay, len(first)))
     records += phase2 + replayed
     rng.shuffle(records)
     with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
