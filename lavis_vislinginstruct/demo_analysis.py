@@ -79,6 +79,15 @@ def rate(flags: Sequence[bool], seed: int = 0) -> Dict[str, Any]:
     return _ci(mean_interval([float(f) for f in flags], seed=seed))
 
 
+def correlation(x: Sequence[float], y: Sequence[float]) -> Optional[Dict[str, Any]]:
+    """Pearson's ``r`` of IAS and correctness with its interval, or ``None`` where it is undefined (constant IAS or
+    correctness, or nothing to correlate)."""
+    try:
+        return _ci(statistic_interval([x, y], pearson), scale=1.0)
+    except ValueError:
+        return None
+
+
 def aio_figures(traces: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
     """How AIO treated one set (module docstring); rates x100 with intervals."""
     changed = [t["used"] != t["initial"] for t in traces]
@@ -123,16 +132,13 @@ def ias_premise(
         low.append(s_rew if rewrite_lower else s_init)
         high.append(s_init if rewrite_lower else s_rew)
     out: Dict[str, Any] = {"pairs": len(low), "rewrite_mismatches": mismatched}
-    out["correct_lower_ias"] = rate([bool(v) for v in low]) if low else rate([])
-    out["correct_higher_ias"] = rate([bool(v) for v in high]) if high else rate([])
-    if low:
+    if low:  # mean scores, not rates: a TextVQA score can be 0.3
         out["correct_lower_ias"] = _ci(mean_interval(low))
         out["correct_higher_ias"] = _ci(mean_interval(high))
         out["lower_minus_higher"] = _ci(paired_difference(low, high))
-    try:
-        out["ias_correctness_r"] = _ci(statistic_interval([x, y], pearson), scale=1.0)
-    except ValueError:  # constant IAS or correctness: r undefined
-        out["ias_correctness_r"] = None
+    else:
+        out["correct_lower_ias"], out["correct_higher_ias"] = rate([]), rate([])
+    out["ias_correctness_r"] = correlation(x, y)
     out["_xy"] = (x, y)
     return out
 
@@ -196,11 +202,7 @@ def analyse(
             pooled_y += y
             premise[bench] = result
         if pooled_x:
-            try:
-                premise["all"] = {"ias_correctness_r": _ci(statistic_interval([pooled_x, pooled_y], pearson), 1.0),
-                                  "instructions": len(pooled_x)}
-            except ValueError:
-                premise["all"] = {"ias_correctness_r": None, "instructions": len(pooled_x)}
+            premise["all"] = {"ias_correctness_r": correlation(pooled_x, pooled_y), "instructions": len(pooled_x)}
     return {"table": table, "differences": differences, "aio": aio, "premise": premise}
 
 
