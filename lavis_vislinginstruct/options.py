@@ -34,6 +34,7 @@ from lavis.common.registry import registry
 from lavis.common.utils import is_url
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .inference.rows import ROWS
 from .models.config import LAVIS_KEYS, VisLingInstructCfg
 
 SECTIONS = ("model", "run", "datasets")
@@ -115,6 +116,8 @@ RUN_KEYS: Dict[str, RunKey] = {
     "prompt": RunKey("str", _LTASK),
     "report_metric": RunKey("bool", _LTASK),
     # evaluation (tasks/evaluation.py)
+    "row": RunKey("str", f"{_EVAL} (Table 2's row)", choices=tuple(ROWS), nullable=True),
+    "allow_untrained_projection": RunKey("bool", "evaluate.py (a row with CMAA on without model.finetuned)"),
     "benchmark": RunKey("str", _EVAL),
     "resume": RunKey("bool", _EVAL),
     "max_samples": RunKey("int", _EVAL, minimum=0, nullable=True),

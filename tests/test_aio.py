@@ -1,15 +1,24 @@
 """Autonomous Instruction Optimization: IAS values, prompt order, memoization, fallbacks, modes, efficiency."""
+import dataclasses
+
 import pytest
 import torch
 from conftest import build_tiny
 
 from lavis_vislinginstruct.aio.trace import summarize
+from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
 
 from lavis_vislinginstruct.aio.guard import missing_spans
 from lavis_vislinginstruct.aio.prompts import comparison_prompt
 
 Q1 = "Question: what colour is the circle? \n Short answer:"
 Q2 = "Question: how many shapes are there? Options: (a) one (b) two \n Answer:"
+
+
+def optimize(model, samples, mode="full", **aio):
+    """The AIO traces of ``samples`` through a pipeline of the model's own settings, ``aio`` fields replaced."""
+    row = model.pipeline(mode).row
+    return VisLingInstructPipeline(model, row, aio=dataclasses.replace(model.cfg.aio, **aio)).optimize(samples)
 
 
 def reference_ias(model, image, instruction):
@@ -37,7 +46,7 @@ def reference_ias(model, image, instruction):
 def test_ias_equals_hand_written_reference(tiny_model, images):
     instructions = [Q1, Q2, "A short image description:"]
     with torch.no_grad():
-        got = tiny_model.instruction_alignment_score({"image": images}, instructions)
+        got = tiny_model.pipeline().alignment_scores({"image": images}, instructions)
         expected = [reference_ias(tiny_model, images[i : i + 1], t) for i, t in enumerate(instructions)]
     assert got.shape == (3,)
     assert got.tolist() == pytest.approx(expected, rel=1e-4, abs=1e-4)  # per sample, never a batch mean
@@ -61,7 +70,7 @@ class Script:
         self.rewrite_prompts, self.compare_prompts, self.answer_prompts = [], [], []
         model.adapter.generate = self
 
-    def __call__(self, prefix, prefix_mask, prompts, **kwargs):
+    def __call__(self, prefix, prefix_mask, prompts, *args, **kwargs):
         if prefix is None:
             self.rewrite_prompts.append(list(prompts))
             return [self.rewrite(p) for p in prompts]
@@ -69,7 +78,7 @@ class Script:
             self.compare_prompts.append(list(prompts))
             return [self.compare(p) for p in prompts]
         self.answer_prompts.append(list(prompts))
-        return self.real(prefix, prefix_mask, prompts, **kwargs)
+        return self.real(prefix, prefix_mask, prompts, *args, **kwargs)
 
 
 def initial_of(rewrite_prompt, model):
@@ -106,7 +115,7 @@ def test_modes_change_the_instruction_that_reaches_the_answer(tiny_model, images
 def test_fallback_to_best_ias_instruction_keeping_content(tiny_model, images, compare, reason):
     s = {"image": images[:2], "text_input": [Q1, Q2], "keep_spans": [["what colour is the circle?"], ["(b) two"]]}
     Script(tiny_model, lambda p: "Tell me the colour.", compare)  # the rewrite itself drops the question
-    traces = tiny_model.optimize_instructions(s)
+    traces = optimize(tiny_model, s)
     for t in traces:
         assert t.reason.startswith(reason)
         assert t.used == t.initial  # the only instruction that keeps the content
@@ -117,27 +126,28 @@ def test_fallback_to_best_ias_instruction_keeping_content(tiny_model, images, co
 def test_best_ias_select_scores_the_generated_instruction(tiny_model, images):
     s = {"image": images[:1], "text_input": [Q1]}
     Script(tiny_model, lambda p: "Which colour has the circle?", lambda p: "Name the circle's colour.")
-    (t,) = tiny_model.optimize_instructions(s, select="best_ias")
+    (t,) = optimize(tiny_model, s, select="best_ias")
     options = {t.initial: t.ias_initial, t.rewritten: t.ias_rewritten, t.optimized: t.ias_optimized}
     assert t.used == min(options, key=options.get)
-    assert t.ias_optimized == pytest.approx(float(tiny_model.instruction_alignment_score(
+    assert t.ias_optimized == pytest.approx(float(tiny_model.pipeline().alignment_scores(
         {"image": images[:1]}, [t.optimized])[0]), rel=1e-4)
 
 
 def test_repeated_instruction_is_rewritten_once(tiny_model, images):
     script = Script(tiny_model, lambda p: "Give a short description of the image.", lambda p: "Describe it.")
     caption = "A short image description:"
-    tiny_model.optimize_instructions({"image": images, "text_input": [caption] * 3})
-    tiny_model.optimize_instructions({"image": images[:2], "text_input": [caption, Q1]})
+    pipeline = tiny_model.pipeline("full")  # the rewrite cache is the pipeline's
+    pipeline.optimize({"image": images, "text_input": [caption] * 3})
+    pipeline.optimize({"image": images[:2], "text_input": [caption, Q1]})
     assert script.rewrite_prompts == [[tiny_model.cfg.aio.rewrite_template.format(caption)],
                                       [tiny_model.cfg.aio.rewrite_template.format(Q1)]]
 
 
 def test_batch_of_different_instructions(tiny_model, images):
     s = {"image": images, "text_input": [Q1, Q2, "A short image description:"]}
-    traces = tiny_model.optimize_instructions(s)
+    traces = optimize(tiny_model, s)
     assert [t.initial for t in traces] == s["text_input"]
-    alone = tiny_model.optimize_instructions({"image": images[1:2], "text_input": [Q2]})[0]
+    alone = optimize(tiny_model, {"image": images[1:2], "text_input": [Q2]})[0]
     assert alone.ias_initial == pytest.approx(traces[1].ias_initial, rel=1e-4)
     assert alone.optimized == traces[1].optimized
 
@@ -157,21 +167,21 @@ def test_vision_encoder_runs_once_per_image_per_call(tiny_model, images, call):
 
 def test_bad_input(tiny_model, images):
     with pytest.raises(ValueError, match="is empty"):
-        tiny_model.optimize_instructions({"image": images[:2], "text_input": [Q1, " "]})
+        optimize(tiny_model, {"image": images[:2], "text_input": [Q1, " "]})
     with pytest.raises(ValueError, match="2 images but 1 instructions"):
-        tiny_model.optimize_instructions({"image": images[:2], "text_input": [Q1]})
+        optimize(tiny_model, {"image": images[:2], "text_input": [Q1]})
     with pytest.raises(ValueError, match="aio.mode must be one of"):
         tiny_model.generate({"image": images[:1], "text_input": [Q1]}, aio="fast")
     long = " ".join(["circle"] * (tiny_model.cfg.qformer.max_txt_len + 10))
-    (t,) = tiny_model.optimize_instructions({"image": images[:1], "text_input": [long]}, mode="off")
-    assert "only the last" in t.notes[0]
+    (t,) = optimize(tiny_model, {"image": images[:1], "text_input": [long]}, mode="off")
+    assert "only the last" in t.notes[0] and t.truncated == {"qformer": [len(long.split()) + 2, 128]}
 
 
 def test_guard_none_uses_the_generated_instruction_and_counts_the_loss(arch, images):
     model = build_tiny(arch, aio__guard="none").eval()
     s = {"image": images[:2], "text_input": [Q1, Q2], "keep_spans": [["what colour is the circle?"], ["(b) two"]]}
     Script(model, lambda p: "Tell me the colour.", lambda p: "Describe the image.")
-    traces = model.optimize_instructions(s)
+    traces = optimize(model, s)
     for t in traces:
         assert t.used == "Describe the image." and t.reason == "" and not t.guard_fired  # the paper: used as is
         assert t.lost_spans == t.keep_spans  # ... but the loss is on record
@@ -183,7 +193,8 @@ def test_shuffled_order_swaps_scores_for_about_half_of_the_samples(arch, images)
     Script(model, lambda p: "Rewritten: " + initial_of(p, model), lambda p: last_listed(p, model))
     texts = [f"Question: is shape {i} red? Short answer:" for i in range(12)]
     image = images[:1].expand(len(texts), -1, -1, -1)
-    traces = model.optimize_instructions({"image": image, "text_input": texts})
+    traces = optimize(model, {"image": image, "text_input": texts})
+    assert model.pipeline("full").row.name == "ema_aio_shuffled"
     swapped = [t for t in traces if any("shuffled" in n for n in t.notes)]
     assert 0 < len(swapped) < len(traces)
     for t in traces:
@@ -195,13 +206,13 @@ def test_shuffled_order_swaps_scores_for_about_half_of_the_samples(arch, images)
         else:
             assert shown == real
         assert t.optimized == lines[1].split("Instruction: ")[1].rsplit(" Score: ", 1)[0]  # shown best is last
-    again = model.optimize_instructions({"image": image, "text_input": texts})
+    again = optimize(model, {"image": image, "text_input": texts})
     assert [t.comparison_prompt for t in again] == [t.comparison_prompt for t in traces]  # seeded per sample
 
 
 def test_long_instruction_is_reported_once_in_plain_generate(tiny_model, images, caplog):
     long = " ".join(["circle"] * (tiny_model.cfg.qformer.max_txt_len + 10))
-    with caplog.at_level("WARNING", logger="lavis_vislinginstruct.models.vislinginstruct"):
+    with caplog.at_level("WARNING", logger="lavis_vislinginstruct.inference.pipeline"):
         for _ in range(3):
             tiny_model.generate({"image": images[:2], "text_input": [long, Q1]}, aio="off", max_length=2, num_beams=1)
     warnings = [r for r in caplog.records if r.levelname == "WARNING" and "max_txt_len" in r.getMessage()]

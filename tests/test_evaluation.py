@@ -141,7 +141,7 @@ def test_resumed_run_equals_uninterrupted(tmp_path, monkeypatch):
 def test_resumed_aio_run_equals_uninterrupted_trace_for_trace(tmp_path, monkeypatch):
     """A rewrite depends on the batch it is made in (padding); the resumed run must reuse the finished samples'
     rewrites instead of making them again in another batch."""
-    from lavis_vislinginstruct.models.aio_backend import VisLingInstructBackend
+    from lavis_vislinginstruct.inference.backend import VisLingInstructBackend
 
     lay_out(bm.BENCHMARKS["gqa"].builder, tmp_path / "cache")
     (tmp_path / "cache" / ".laid_out").touch()
@@ -449,8 +449,11 @@ def test_merge_and_store(tmp_path):
 
 
 def test_variant_names():
-    assert [bm.variant_name(c, a) for c, a, _ in bm.VARIANTS.values()] == list(bm.VARIANTS)
-    assert bm.variant_name(False, "full") == "cmaa-off_aio-full"
-    assert bm.variant_name(True, "full", "best_ias") == "ema_aio_best-ias"
-    assert bm.variant_name(True, "full", "generated", "shuffled") == "ema_aio_shuffled"
-    assert bm.variant_name(True, "rewrite", "generated", "shuffled") == "ema_rewrite"  # no comparison to shuffle
+    from lavis_vislinginstruct.inference.rows import row_for
+
+    assert [bm.variant_name(row_for(c, a)) for c, a, _ in bm.VARIANTS.values()] == list(bm.VARIANTS)
+    assert bm.variant_name(row_for(False, "full")) == "cmaa-off_aio-full"
+    assert bm.variant_name(row_for(True, "full"), "best_ias") == "ema_aio_best-ias"
+    assert bm.variant_name(row_for(True, "full", "shuffled")) == "ema_aio_shuffled"
+    assert bm.variant_name(row_for(True, "rewrite", "shuffled")) == "ema_rewrite"  # no comparison to shuffle
+    assert row_for(False, "off", projection="finetuned").name == "cmaa-off_aio-off_proj-finetuned"

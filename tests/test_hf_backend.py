@@ -18,7 +18,6 @@ def pair(arch):
     ours = build_tiny(arch, cmaa__enabled=False, aio__max_new_tokens=8).eval()
     hf = hf_model(ours)
     load_state_dict_checked(ours, remap_hf_instructblip(hf.state_dict(), ours.cfg.llm.family), "hf", [])
-    ours.mark_weights_changed()
     llm_tok = ours.llm_tokenizer if ours.cfg.llm.family == "decoder_only" else ours.t5_tokenizer
     backend = HFInstructBlipBackend(hf, llm_tok, ours.tokenizer, ours.cfg.qformer.max_txt_len)
     return ours, hf, backend
@@ -32,7 +31,7 @@ def test_visual_prefix_and_ias_agree(pair, images):
         torch.testing.assert_close(theirs, mine, atol=1e-4, rtol=1e-4)
         ias = InstructionOptimizer(AIOCfg(), backend).alignment_scores(backend.encode_images(images), [0, 1, 2],
                                                                         INSTRUCTIONS)
-        expected = ours.instruction_alignment_score({"image": images}, INSTRUCTIONS).tolist()
+        expected = ours.pipeline().alignment_scores({"image": images}, INSTRUCTIONS).tolist()
     assert ias == pytest.approx(expected, abs=1e-4)
 
 
@@ -50,7 +49,18 @@ def test_same_aio_trace_and_answers_on_both_models(pair, images):
         assert [a.ias_initial, a.ias_rewritten] == pytest.approx([b.ias_initial, b.ias_rewritten], abs=1e-4)
     assert answers_ours == answers_theirs
     assert optimizer.cache_info()["misses"] == 3  # the HF backend memoizes like ours
-    backend.mark_weights_changed()
     with torch.no_grad():
         optimizer.rewrite(INSTRUCTIONS[:1])
+        assert optimizer.cache_info()["misses"] == 3  # same weights: memoized
+        backend.adapter.lm.get_input_embeddings().weight.mul_(1.5)  # the LLM's weights change in place
+        optimizer.rewrite(INSTRUCTIONS[:1])
     assert optimizer.cache_info()["misses"] == 4  # new weights: rewritten again
+
+
+def test_backend_leaves_the_callers_tokenizers_as_they_were(pair):
+    ours, hf, _ = pair
+    llm_tok = ours.llm_tokenizer if ours.cfg.llm.family == "decoder_only" else ours.t5_tokenizer
+    for tok in (llm_tok, ours.tokenizer):
+        tok.truncation_side, tok.padding_side = "right", "right"
+    HFInstructBlipBackend(hf, llm_tok, ours.tokenizer, ours.cfg.qformer.max_txt_len)
+    assert [(t.truncation_side, t.padding_side) for t in (llm_tok, ours.tokenizer)] == [("right", "right")] * 2

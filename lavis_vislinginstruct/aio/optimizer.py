@@ -251,6 +251,7 @@ class InstructionOptimizer:
         limits = self._counts("qformer_limit", texts)
         for tr, n, limit in zip(traces, self._counts("qformer", texts), limits):
             if n > limit:
+                tr.truncated["qformer"] = [n, limit]
                 tr.notes.append(f"instruction has {n} Q-Former tokens; only the last {limit} are read")
 
     def _counts(self, kind: str, texts: Sequence[str]) -> List[int]:

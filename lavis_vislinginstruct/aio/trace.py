@@ -35,7 +35,9 @@ class AIOTrace:
         lost_spans: The spans the proposed instruction (``optimized``, or ``rewritten`` in rewrite mode) lost,
             whatever the guard; non-empty means the guard fired or, with ``guard: none``, would have.
         guard_fired: Whether the content guard replaced the proposed instruction.
-        notes: Anything else worth knowing (truncation of long instructions).
+        notes: Anything else worth knowing (truncation of long instructions), as text for a person.
+        truncated: What was cut, as data: ``{"qformer": [tokens, limit]}`` when the initial instruction is longer
+            than the Q-Former reads (its start is cut).
         timings: Seconds per stage (:data:`STAGES`) for the batch the sample was in, and ``batch`` (its size).
     """
 
@@ -54,6 +56,7 @@ class AIOTrace:
     lost_spans: List[str] = field(default_factory=list)
     guard_fired: bool = False
     notes: List[str] = field(default_factory=list)
+    truncated: Dict[str, List[int]] = field(default_factory=dict)
     timings: Dict[str, float] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

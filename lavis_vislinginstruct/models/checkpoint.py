@@ -232,7 +232,7 @@ def load_pretrained_llm(model, cfg: VisLingInstructCfg) -> None:
         hf_cfg.dense_act_fn = "gelu"
         llm = AutoModelForSeq2SeqLM.from_pretrained(cfg.llm.model, config=hf_cfg, **kwargs)
     llm.resize_token_embeddings(len(model.adapter.tokenizer))
-    setattr(model, model.adapter.model_attr, llm)
+    model.set_llm(llm)
 
 
 def load_weights(model, cfg: VisLingInstructCfg) -> None:
@@ -270,11 +270,10 @@ def load_weights(model, cfg: VisLingInstructCfg) -> None:
     if cfg.finetuned:
         state = read_state_dict(cfg.finetuned)
         check_checkpoint_keys(model, state, cfg.finetuned)
-        model.keep_base_projection()  # InstructBLIP's projection, for the Vanilla variant of the same weights
+        model.keep_base_projection()  # InstructBLIP's projection, for the Vanilla row on the same weights
         load_state_dict_checked(model, state, cfg.finetuned, [""])
         mark_loaded(model, state, cfg.finetuned)
     _set_dtypes(model, cfg)
-    model.mark_weights_changed()
     logger.info("weights of %s: %s", type(model).__name__, describe_sources(model))
 
 

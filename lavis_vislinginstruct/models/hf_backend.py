@@ -29,35 +29,12 @@ exact GELU in its feed-forward layers (``dense_act_fn = "gelu"``), while HF's ``
 configs keep T5's ``gelu_new`` (tanh approximation). The equality test therefore gives both models the same
 activation; with the published weights, expect small numeric differences for FlanT5 (none for Vicuna).
 """
-import contextlib
-import copy
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
-
-
-class _LanguageModelOwner:
-    """What an LLM adapter reads from its owner, over an HF InstructBLIP (LLM attribute, device, autocast)."""
-
-    def __init__(self, hf_model: torch.nn.Module):
-        self._hf = [hf_model]
-
-    @property
-    def llm_model(self) -> torch.nn.Module:
-        return self._hf[0].language_model
-
-    t5_model = llm_model
-
-    @property
-    def device(self) -> torch.device:
-        return next(self._hf[0].parameters()).device
-
-    def maybe_autocast(self, dtype: torch.dtype = torch.float16):
-        if self.device.type == "cpu":
-            return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+from .generation import Decoding
+from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter, configured
 
 
 class HFInstructBlipBackend:
@@ -73,17 +50,13 @@ class HFInstructBlipBackend:
 
     def __init__(self, model, tokenizer, qformer_tokenizer, max_txt_len: int = 128, max_output_txt_len: int = 256):
         self.model = model
-        self.qformer_tokenizer = qformer_tokenizer
-        self.qformer_tokenizer.truncation_side = "left"
+        self.qformer_tokenizer = configured(qformer_tokenizer, truncation_side="left")  # the caller's is not changed
         self.max_txt_len = max_txt_len
-        owner = _LanguageModelOwner(model)
+        lm = model.language_model
         if model.config.use_decoder_only_language_model:
-            self.adapter = DecoderOnlyAdapter(owner, tokenizer, max_txt_len, max_output_txt_len)
-        else:
-            output_tokenizer = copy.deepcopy(tokenizer)  # inputs truncate on the left, targets on the right
-            tokenizer.truncation_side, output_tokenizer.truncation_side = "left", "right"
-            self.adapter = EncoderDecoderAdapter(owner, (tokenizer, output_tokenizer), max_txt_len, max_output_txt_len)
-        self._version = 0
+            self.adapter = DecoderOnlyAdapter(lm, tokenizer, max_txt_len, max_output_txt_len)
+        else:  # the adapter keeps its own copies: inputs truncate on the left, targets on the right
+            self.adapter = EncoderDecoderAdapter(lm, (tokenizer, tokenizer), max_txt_len, max_output_txt_len)
 
     @property
     def device(self) -> torch.device:
@@ -126,11 +99,10 @@ class HFInstructBlipBackend:
     def generate(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy/beam decoding after ``prefix`` (``None``: the LLM alone)."""
         embeds, mask = prefix if prefix is not None else (None, None)
-        kwargs = dict(num_beams=decoding.get("num_beams", 1), max_length=decoding["max_new_tokens"], min_length=1,
-                      do_sample=False, repetition_penalty=1.0, length_penalty=1.0, num_return_sequences=1)
-        if decoding.get("prompt_lookup_num_tokens"):
-            kwargs["prompt_lookup_num_tokens"] = decoding["prompt_lookup_num_tokens"]
-        return self.adapter.generate(embeds, mask, list(prompts), **kwargs)
+        settings = Decoding.greedy(decoding["max_new_tokens"], decoding.get("num_beams", 1))
+        return self.adapter.generate(
+            embeds, mask, list(prompts), settings, prompt_lookup=decoding.get("prompt_lookup_num_tokens") or 0
+        )
 
     @torch.no_grad()
     def continuation_nll(self, prefix: Tuple, prompts: Sequence[str], continuations: Sequence[str]) -> List[float]:
@@ -139,25 +111,24 @@ class HFInstructBlipBackend:
         return self.adapter.continuation_nll(embeds, mask, list(prompts), list(continuations), add_eos=True).tolist()
 
     def llm_token_counts(self, texts: Sequence[str]) -> List[int]:
-        return [len(ids) for ids in self.adapter.tokenizer(list(texts)).input_ids]
+        return self.adapter.token_counts(texts)
 
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         return [(len(ids), self.max_txt_len) for ids in self.qformer_tokenizer(list(texts)).input_ids]
 
     def cache_token(self) -> Any:
-        """The model object and :meth:`mark_weights_changed` calls (call it after changing the weights)."""
-        return (id(self.model), self._version)
-
-    def mark_weights_changed(self) -> None:
-        self._version += 1
+        """Changes when the LLM's weights change (rewrites read the LLM alone)."""
+        return self.adapter.weights_token()
 
     # ----------------------------------------------------------------------------------------- answering
 
     @torch.no_grad()
-    def answer(self, pixel_values: torch.Tensor, instructions: Sequence[str], **generate_kwargs) -> List[str]:
-        """Answers to ``instructions`` (e.g. AIO's ``trace.used``) with InstructBLIP's prompt layout; keyword
-        arguments go to the LLM's ``generate`` (``max_new_tokens``, ``num_beams``, ...)."""
+    def answer(self, pixel_values: torch.Tensor, instructions: Sequence[str], decoding: Optional[Decoding] = None,
+               **settings: Any) -> List[str]:
+        """Answers to ``instructions`` (e.g. AIO's ``trace.used``) with InstructBLIP's prompt layout; ``decoding``
+        (default: greedy, 30 new tokens at most, with ``settings`` such as ``max_new_tokens=100`` on top)."""
         features = self.encode_images(pixel_values)
         embeds, mask = self.visual_prefix(features, range(features.size(0)), instructions)
-        kwargs = {"max_length": generate_kwargs.pop("max_new_tokens", 30), **generate_kwargs}
-        return self.adapter.generate(embeds, mask, list(instructions), **kwargs)
+        decoding = decoding or Decoding(**{"max_new_tokens": 30, "min_new_tokens": 0, "num_beams": 1,
+                                           "repetition_penalty": 1.0, **settings})
+        return self.adapter.generate(embeds, mask, list(instructions), decoding)

@@ -11,9 +11,12 @@ Each adapter turns (visual prefix embeddings, instruction texts, target texts) i
 - ``rank``: per-candidate NLL with the image+prompt prefix computed once per sample: a KV cache expanded over
   the candidates for Vicuna, one encoder output shared by the candidates for T5.
 
-Adapters are plain objects: the HF model stays an attribute of the owning ``nn.Module`` under LAVIS's name
-(``llm_model`` / ``t5_model``) so checkpoints keep their keys.
+Adapters are plain objects that hold the language model they drive (the owning ``nn.Module`` registers the same
+HF model under LAVIS's name, ``llm_model`` / ``t5_model``, so checkpoints keep their keys) and private copies of
+their tokenizers, configured once.
 """
+import contextlib
+import copy
 from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
@@ -21,31 +24,35 @@ from transformers import TextIteratorStreamer
 from transformers.modeling_outputs import BaseModelOutput
 
 from .decoding import causal_mask, greedy_decode
+from .generation import Decoding
 from .losses import IGNORE_INDEX, sequence_nll, token_nll
 
 
 class LLMAdapter:
-    """Shared plumbing; subclasses implement the family-specific token layout."""
+    """Shared plumbing; subclasses implement the family-specific token layout.
+
+    An adapter owns its language model reference and its own copies of the tokenizers, each configured once here
+    (padding and truncation sides), so no call changes a tokenizer that anyone else holds.
+    """
 
     model_attr = ""
     proj_attr = ""
     autocast_dtype = torch.float16
 
-    def __init__(self, owner: torch.nn.Module, max_txt_len: int, max_output_txt_len: int):
-        self._owner = [owner]  # a list keeps the owner out of nn.Module attribute registration
+    def __init__(self, lm: torch.nn.Module, max_txt_len: int, max_output_txt_len: int):
+        self.lm = lm
         self.max_txt_len = max_txt_len
         self.max_output_txt_len = max_output_txt_len
 
     @property
-    def lm(self) -> torch.nn.Module:
-        return getattr(self._owner[0], self.model_attr)
-
-    @property
     def device(self) -> torch.device:
-        return self._owner[0].device
+        return self.lm.get_input_embeddings().weight.device
 
     def autocast(self):
-        return self._owner[0].maybe_autocast(self.autocast_dtype)
+        """Autocast on GPU (fp16 for Vicuna, bf16 for T5, as LAVIS), nothing on CPU."""
+        if self.device.type == "cpu":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
 
     def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Generated ids as ``generate`` decodes them (in place; the identity unless a family needs more)."""
@@ -54,6 +61,24 @@ class LLMAdapter:
     def make_streamer(self, timeout=None) -> "AdapterStreamer":
         """A streamer for ``generate(..., streamer=...)`` that decodes as ``generate`` does."""
         return AdapterStreamer(self, timeout)
+
+    def weights_token(self) -> int:
+        """A value that changes when any parameter of the language model is replaced or modified in place: the
+        model object and, per tensor, its storage and PyTorch's in-place version counter (bumped by loading and by
+        optimizer steps). AIO keys its cached rewrites with it (a hash: it is part of every key)."""
+        return hash((id(self.lm),) + tuple((p.data_ptr(), p._version) for p in self.lm.parameters()))
+
+    def token_counts(self, texts: Sequence[str]) -> List[int]:
+        """LLM tokens of each text (special tokens included, as prompts are tokenized)."""
+        return [len(ids) for ids in self.tokenizer(list(texts)).input_ids]
+
+
+def configured(tokenizer, **sides: str):
+    """A private copy of ``tokenizer`` with the given ``padding_side``/``truncation_side``."""
+    tok = copy.deepcopy(tokenizer)
+    for name, value in sides.items():
+        setattr(tok, name, value)
+    return tok
 
 
 class AdapterStreamer(TextIteratorStreamer):
@@ -75,22 +100,22 @@ class DecoderOnlyAdapter(LLMAdapter):
     proj_attr = "llm_proj"
     autocast_dtype = torch.float16
 
-    def __init__(self, owner, tokenizer, max_txt_len, max_output_txt_len):
-        super().__init__(owner, max_txt_len, max_output_txt_len)
-        self.tokenizer = tokenizer
+    def __init__(self, lm, tokenizer, max_txt_len, max_output_txt_len):
+        super().__init__(lm, max_txt_len, max_output_txt_len)
+        self.tokenizer = tokenizer  # read only (counts, streaming); calls use the configured copies below
+        self._prompt_tok = configured(tokenizer, padding_side="left")  # generation and ranking prompts
+        self._input_tok = configured(tokenizer, padding_side="right", truncation_side="left")  # loss/NLL inputs
+        self._output_tok = configured(tokenizer, padding_side="right", truncation_side="right")  # their targets
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
 
     def _join(self, texts: Sequence[str], continuations: Sequence[str], add_eos: bool):
         """LAVIS's ``concat_text_input_output``: per row ``[text][continuation (no bos)][pads]`` and labels."""
-        tok = self.tokenizer
-        tok.padding_side = "right"
-        tok.truncation_side = "left"
+        tok = self._input_tok
         inp = tok(list(texts), return_tensors="pt", padding="longest", truncation=True, max_length=self.max_txt_len)
-        tok.truncation_side = "right"
         suffix = tok.eos_token if add_eos else ""
-        out = tok(
+        out = self._output_tok(
             [c + suffix for c in continuations],
             return_tensors="pt",
             padding="longest",
@@ -135,21 +160,19 @@ class DecoderOnlyAdapter(LLMAdapter):
             logits = self.lm(inputs_embeds=embeds, attention_mask=mask, position_ids=position_ids).logits
         return sequence_nll(logits[:, :-1], labels[:, 1:], reduction)
 
-    def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
+    def generate(
+        self, prefix, prefix_mask, prompts, decoding: Decoding, streamer: Any = None, prompt_lookup: int = 0
+    ) -> List[str]:
         """LAVIS's Vicuna ``generate``: left-padded prompts after the visual tokens; id 0 mapped to eos.
 
-        ``max_length`` and ``min_length`` count generated tokens, as they did for LAVIS under transformers 4.33
-        (later releases subtract the length of ``inputs_embeds`` from them). Greedy calls (one beam, no sampling,
-        no repetition penalty) run :func:`.decoding.greedy_decode`, which gives HF's greedy tokens without its
-        per-step mask rebuilding, and honours ``prompt_lookup_num_tokens`` for whole batches; everything else
-        is HF ``generate``.
+        ``decoding.max_new_tokens``/``min_new_tokens`` count generated tokens (LAVIS's ``max_length`` under
+        transformers 4.33). Greedy calls (one beam, no sampling, no repetition penalty) run
+        :func:`.decoding.greedy_decode`, which gives HF's greedy tokens without its per-step mask rebuilding, and
+        honours ``prompt_lookup`` (draft tokens per step) for whole batches; everything else is HF ``generate``.
+        ``prefix`` None: the LLM alone. ``streamer`` (:meth:`make_streamer`) is fed by either path.
         """
-        gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
-        gen_kwargs["min_new_tokens"] = gen_kwargs.pop("min_length", 0)
-        lookup = gen_kwargs.pop("prompt_lookup_num_tokens", 0) or 0
-        streamer = gen_kwargs.pop("streamer", None)  # fed by either decoding path
-        tok = self.tokenizer
-        tok.padding_side = "left"
+        gen_kwargs = decoding.hf_kwargs()
+        tok = self._prompt_tok
         llm_tokens = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
         with self.autocast():
             embeds = self.embed(llm_tokens.input_ids)
@@ -158,12 +181,13 @@ class DecoderOnlyAdapter(LLMAdapter):
                 attention_mask = torch.cat([prefix_mask, llm_tokens.attention_mask], dim=1)
             else:
                 attention_mask = llm_tokens.attention_mask
-            if _is_greedy(gen_kwargs):
+            if _is_greedy(decoding):
                 eos = self.lm.generation_config.eos_token_id
                 text_ids = [ids[m.bool()].tolist() for ids, m in zip(llm_tokens.input_ids, llm_tokens.attention_mask)]
                 rows = greedy_decode(
-                    self.lm, embeds, attention_mask, gen_kwargs["max_new_tokens"], eos if isinstance(eos, list)
-                    else [eos], gen_kwargs["min_new_tokens"], prompt_ids=text_ids, lookup=lookup, streamer=streamer,
+                    self.lm, embeds, attention_mask, decoding.max_new_tokens, eos if isinstance(eos, list)
+                    else [eos], decoding.min_new_tokens, prompt_ids=text_ids, lookup=prompt_lookup or 0,
+                    streamer=streamer,
                 )
                 outputs = _pad_rows(rows, tok.pad_token_id)
             else:
@@ -190,8 +214,7 @@ class DecoderOnlyAdapter(LLMAdapter):
             Per sample, the NLL of each candidate; with ``return_greedy``, also per candidate whether every one
             of its tokens is the argmax after the tokens before it (greedy decoding would produce it).
         """
-        tok = self.tokenizer
-        tok.padding_side = "left"
+        tok = self._prompt_tok
         p = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
         attention_mask = torch.cat([prefix_mask, p.attention_mask], dim=1)  # (B, T), T = P + Lp
         position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
@@ -239,16 +262,13 @@ class DecoderOnlyAdapter(LLMAdapter):
         return self.lm.get_input_embeddings().weight.dtype
 
 
-def _is_greedy(gen_kwargs: Dict[str, Any]) -> bool:
+def _is_greedy(decoding: Decoding) -> bool:
     """Whether HF ``generate`` would run plain greedy search for these settings (``greedy_decode`` then applies)."""
-    plain = {"max_new_tokens", "min_new_tokens", "num_beams", "do_sample", "top_p", "temperature",
-             "repetition_penalty", "length_penalty", "num_return_sequences"}
     return (
-        set(gen_kwargs) <= plain
-        and gen_kwargs.get("num_beams", 1) == 1
-        and not gen_kwargs.get("do_sample", False)
-        and gen_kwargs.get("repetition_penalty", 1.0) in (None, 1.0)
-        and gen_kwargs.get("num_return_sequences", 1) in (None, 1)
+        decoding.num_beams == 1
+        and not decoding.do_sample
+        and decoding.repetition_penalty == 1.0
+        and decoding.num_return_sequences == 1
     )
 
 
@@ -303,9 +323,11 @@ class EncoderDecoderAdapter(LLMAdapter):
     proj_attr = "t5_proj"
     autocast_dtype = torch.bfloat16
 
-    def __init__(self, owner, tokenizers, max_txt_len, max_output_txt_len):
-        super().__init__(owner, max_txt_len, max_output_txt_len)
-        self.tokenizer, self.output_tokenizer = tokenizers
+    def __init__(self, lm, tokenizers, max_txt_len, max_output_txt_len):
+        super().__init__(lm, max_txt_len, max_output_txt_len)
+        tokenizer, output_tokenizer = tokenizers
+        self.tokenizer = configured(tokenizer, truncation_side="left")  # encoder inputs keep their end
+        self.output_tokenizer = configured(output_tokenizer, truncation_side="right")  # decoder targets
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.encoder.embed_tokens(ids)
@@ -356,15 +378,18 @@ class EncoderDecoderAdapter(LLMAdapter):
             ).logits
         return sequence_nll(logits, labels, reduction)
 
-    def generate(self, prefix, prefix_mask, prompts, **gen_kwargs) -> List[str]:
-        """LAVIS's T5 ``generate``; ``max_length`` counts new tokens, as there.
+    def generate(
+        self, prefix, prefix_mask, prompts, decoding: Decoding, streamer: Any = None, prompt_lookup: int = 0
+    ) -> List[str]:
+        """LAVIS's T5 ``generate`` (``decoding`` counts new tokens, as there).
 
-        ``prompt_lookup_num_tokens`` is ignored: HF's prompt-lookup decoding takes one sequence at a time, and the
-        decoder-only loop of :mod:`.decoding` has no encoder-decoder counterpart here.
+        ``prompt_lookup`` is ignored: HF's prompt-lookup decoding takes one sequence at a time, and the decoder-only
+        loop of :mod:`.decoding` has no encoder-decoder counterpart here.
         """
-        gen_kwargs.pop("prompt_lookup_num_tokens", None)
-        if "max_length" in gen_kwargs:
-            gen_kwargs["max_new_tokens"] = gen_kwargs.pop("max_length")
+        gen_kwargs = decoding.hf_kwargs()
+        gen_kwargs["min_length"] = gen_kwargs.pop("min_new_tokens")  # LAVIS passes min_length to T5 as it is
+        if streamer is not None:
+            gen_kwargs["streamer"] = streamer
         with self.autocast():
             embeds, mask = self._encoder_inputs(prefix, prefix_mask, prompts, truncate=False)
             outputs = self.lm.generate(inputs_embeds=embeds, attention_mask=mask, **gen_kwargs)

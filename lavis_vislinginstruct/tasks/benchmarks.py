@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from lavis_vislinginstruct import metrics
+from lavis_vislinginstruct.inference.rows import ROWS, TABLE2, Row, get_row, row_for
 
 logger = logging.getLogger(__name__)
 
@@ -233,25 +234,26 @@ def benchmark_for(name: Optional[str], dataset_names: Sequence[str]) -> Benchmar
 
 # ---------------------------------------------------------------------------------- ablation variants
 
-#: Table 2's rows: name -> (CMAA enabled, AIO mode, label). ``ema_aio`` is VisLingInstruct (Table 1's "Ours").
+#: Table 2's rows: name -> (CMAA enabled, AIO mode, label), from the one definition (:mod:`..inference.rows`).
+#: ``ema_aio`` is VisLingInstruct (Table 1's "Ours").
 VARIANTS: Dict[str, Tuple[bool, str, str]] = {
-    "vanilla": (False, "off", "Vanilla"),
-    "ema": (True, "off", "+ EMA"),
-    "ema_rewrite": (True, "rewrite", "+ EMA + Rewriting"),
-    "ema_aio": (True, "full", "+ EMA + AIO (Rewriting + Comparison)"),
+    name: (ROWS[name].cmaa, ROWS[name].aio, ROWS[name].label) for name in TABLE2
 }
 
 
-def variant_name(cmaa: bool, aio: str, select: str = "generated", order: str = "ias") -> str:
-    """Name of the ablation row of (CMAA on/off, AIO mode): a key of :data:`VARIANTS`, or ``cmaa-<on|off>_aio-<mode>``
-    for the two combinations Table 2 does not have; ``_best-ias`` is appended for ``aio.select: best_ias`` and
-    ``_shuffled`` for ``aio.order: shuffled`` (the comparison prompt's scores shuffled, full AIO only)."""
-    name = next((k for k, (c, a, _) in VARIANTS.items() if c == bool(cmaa) and a == aio), None)
-    name = name or f"cmaa-{'on' if cmaa else 'off'}_aio-{aio}"
-    if aio != "off" and select and select != "generated":
+def run_row(name: Optional[str], model_cfg) -> Row:
+    """The row of a run: ``run.row`` by name, else the one the model settings describe (``cmaa.enabled``,
+    ``aio.mode``, ``aio.order``; the projection Table 2 pairs with the CMAA switch)."""
+    if name:
+        return get_row(str(name))
+    return row_for(model_cfg.cmaa.enabled, model_cfg.aio.mode, model_cfg.aio.order)
+
+
+def variant_name(row: Row, select: str = "generated") -> str:
+    """Name of a run's row in result files: the row's name, with ``_best-ias`` for ``aio.select: best_ias``."""
+    name = row.name
+    if row.aio != "off" and select and select != "generated":
         name += f"_{select.replace('_', '-')}"
-    if aio == "full" and order and order != "ias":
-        name += f"_{order}"
     return name
 
 

@@ -14,17 +14,20 @@ Both tasks run in LAVIS 1.0.2's evaluation flow (``RunnerBase.evaluate`` → ``t
    traces). Every rank returns the same metrics dict (``agg_metrics`` = the Table 1 number).
 
 The model never formats prompts: samples carry ``text_input`` (Table 4's instruction, filled by the dataset).
-Generation calls ``model.generate`` (captioning) or ``model.predict_answers`` (short answers); ranking calls
-``model.predict_class`` over ``samples["candidates"]`` (NLL, lower is better). CMAA and AIO are model settings
-(``model.cmaa.enabled``, ``model.aio.mode``), so ``--options model.aio.mode=rewrite`` switches the ablation row; the
-model returns one AIO trace per sample (``return_traces=True``) and the traces are kept with the predictions. A
-resumed run first gives the model the rewrites of the samples it already finished
+Both tasks answer through one :class:`~lavis_vislinginstruct.inference.pipeline.VisLingInstructPipeline` per
+run, built for the run's row of Table 2 (``run.row``: ``vanilla``, ``ema``, ``ema_rewrite``, ``ema_aio``,
+``ema_aio_shuffled``; :mod:`lavis_vislinginstruct.inference.rows`), so one loaded model can run every row.
+Without ``run.row`` the row is the one the model settings describe (``model.cmaa.enabled``, ``model.aio.mode``,
+``model.aio.order``). Generation answers with the pipeline's ``generate`` (captioning, and short answers with
+InstructBLIP's ``predict_answers`` length penalty); ranking calls its ``predict_class`` over
+``samples["candidates"]`` (NLL, lower is better). The pipeline returns one AIO trace per sample, kept with the
+predictions. A resumed run first gives the pipeline's optimizer the rewrites of the samples it already finished
 (``InstructionOptimizer.remember``), so the remaining samples get the rewrites, and traces, of an uninterrupted run.
 The summary counts how often AIO changed the instruction, lost task content and fell back (``summary["aio"]``).
 
-Run keys read here (``run:`` section): ``benchmark`` (default: inferred from the dataset), ``test_splits`` (default:
-the benchmark's split), ``resume`` (default True), ``max_samples`` (first N samples only; 0 = all), generation:
-``inference_method``, ``num_beams``, ``max_len``, ``min_len``, ``length_penalty``, ``repetition_penalty``; ranking:
+Run keys read here (``run:`` section): ``row``, ``benchmark`` (default: inferred from the dataset), ``test_splits``
+(default: the benchmark's split), ``resume`` (default True), ``max_samples`` (first N samples only; 0 = all),
+generation: ``inference_method``, ``num_beams``, ``max_len``, ``min_len``, ``length_penalty``, ``repetition_penalty``; ranking:
 ``score`` (``sum`` (default) | ``mean`` NLL per candidate, :meth:`RankingTask.settings_from`), ``chunk_size``;
 Visual Dialog: ``visdial_dense_annotations`` (NDCG). ``run.task`` picks the protocol: each benchmark runs with the
 paper's (section 4.3), and VSR also with ``vli_ranking`` (:mod:`.benchmarks`).
@@ -49,8 +52,11 @@ from torch.utils.data import DataLoader, Subset
 
 from ..aio.trace import AIOTrace, summarize
 from ..datasets.builders.base import resolve_storage
+from ..inference.pipeline import VisLingInstructPipeline
+from ..inference.rows import Row
 from ..models.config import VisLingInstructCfg
-from .benchmarks import Benchmark, benchmark_for, variant_name
+from ..models.generation import Decoding
+from .benchmarks import Benchmark, benchmark_for, run_row, variant_name
 from .result_store import PredictionStore, merge_records, with_weight_digests
 
 logger = logging.getLogger(__name__)
@@ -65,7 +71,9 @@ class VliEvalTask(BaseTask):
     Args:
         benchmark: The benchmark being evaluated.
         settings: Decoding (generation) or scoring (ranking) settings, passed to the model.
-        model_info: Arch, model type and the ablation switches (``cmaa``, ``aio``, ``aio_select``, ``variant``).
+        model_info: Arch, model type, the row and its switches (``row``, ``cmaa``, ``projection``, ``aio``,
+            ``aio_select``, ``variant``).
+        row: The row of Table 2 the run answers as.
         fingerprint_settings: Everything that determines the predictions (model, dataset, task settings).
         options: ``resume``, ``max_samples``, ``test_splits``, ``visdial_dense_annotations``.
     """
@@ -80,8 +88,11 @@ class VliEvalTask(BaseTask):
         model_info: Dict[str, Any],
         fingerprint_settings: Dict[str, Any],
         options: Dict[str, Any],
+        row: Row,
     ):
         super().__init__()
+        self.row = row
+        self._pipeline: Optional[VisLingInstructPipeline] = None
         self.benchmark = benchmark
         self.settings = settings
         self.model_info = model_info
@@ -104,16 +115,16 @@ class VliEvalTask(BaseTask):
         settings = cls.settings_from(run, bench)
         model_container = OmegaConf.to_container(cfg.model_cfg, resolve=True)
         typed = VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
+        row = run_row(run.get("row"), typed)
         model_info = {
             "arch": model_container.get("arch"),
             "model_type": model_container.get("model_type"),
-            "cmaa": bool(typed.cmaa.enabled),
-            "aio": typed.aio.mode,
+            **row.to_dict(),
             "aio_select": typed.aio.select,
             "aio_guard": typed.aio.guard,
-            "aio_order": typed.aio.order,
+            "aio_order": row.order,
             "finetuned": model_container.get("finetuned", "") or "",
-            "variant": variant_name(typed.cmaa.enabled, typed.aio.mode, typed.aio.select, typed.aio.order),
+            "variant": variant_name(row, typed.aio.select),
         }
         if model_info["finetuned"] and typed.finetuned != model_info["finetuned"]:
             raise ValueError(
@@ -131,10 +142,18 @@ class VliEvalTask(BaseTask):
         fingerprint_settings = {
             "benchmark": bench.name,
             "task": {"name": cls.task_name, **settings},
-            "model": with_weight_digests(model_container, WEIGHT_KEYS),
+            "row": row.to_dict(),
+            "model": with_weight_digests(_without_row_switches(model_container), WEIGHT_KEYS),
             "dataset": OmegaConf.to_container(cfg.datasets_cfg, resolve=True),
         }
-        return cls(bench, settings, model_info, fingerprint_settings, options)
+        return cls(bench, settings, model_info, fingerprint_settings, options, row)
+
+    def pipeline(self, model) -> VisLingInstructPipeline:
+        """The run's pipeline: ``model`` answering as the run's row (built on first use, kept for the run so AIO's
+        rewrite cache serves every batch)."""
+        if self._pipeline is None or self._pipeline.model is not model:
+            self._pipeline = VisLingInstructPipeline(model, self.row)
+        return self._pipeline
 
     def build_datasets(self, cfg) -> Dict[str, Any]:
         """LAVIS's builders; fails early if a split of ``run.test_splits`` was not built."""
@@ -171,7 +190,7 @@ class VliEvalTask(BaseTask):
         _barrier()
         done_records = store.read()
         done = {str(r["instance_id"]) for r in done_records if "instance_id" in r}
-        remembered = _remember_rewrites(model, done_records)
+        remembered = _remember_rewrites(self.pipeline(model), done_records)
         pending = [i for i, sample_id in enumerate(ids) if sample_id not in done]
         mine = pending[rank::world]
         logger.info(
@@ -319,22 +338,24 @@ class GenerationTask(VliEvalTask):
             "repetition_penalty": _optional_float(run_cfg.get("repetition_penalty")),  # generate only
         }
 
+    def decoding(self, model) -> Decoding:
+        """The run's decoding: LAVIS's run keys (``max_len``, ``min_len``, ...) translated here, with the defaults of
+        InstructBLIP's ``generate`` (captioning) or ``predict_answers`` (short answers)."""
+        s = self.settings
+        length_penalty = 1.0 if s["method"] == "generate" else model.answer_length_penalty()
+        repetition_penalty = 1.5  # InstructBLIP's generate default; predict_answers passes none of its own
+        if s["length_penalty"] is not None:
+            length_penalty = s["length_penalty"]
+        if s["method"] == "generate" and s["repetition_penalty"] is not None:
+            repetition_penalty = s["repetition_penalty"]
+        return Decoding.from_lavis(
+            max_length=s["max_len"], min_length=s["min_len"], num_beams=s["num_beams"],
+            repetition_penalty=repetition_penalty, length_penalty=length_penalty,
+        )
+
     def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
         """Generated text per sample (stripped)."""
-        s = self.settings
-        kwargs: Dict[str, Any] = {"num_beams": s["num_beams"]}
-        if s["length_penalty"] is not None:
-            kwargs["length_penalty"] = s["length_penalty"]
-        if s["method"] == "generate":
-            if s["repetition_penalty"] is not None:
-                kwargs["repetition_penalty"] = s["repetition_penalty"]
-            texts, traces = model.generate(
-                samples, max_length=s["max_len"], min_length=s["min_len"], return_traces=True, **kwargs
-            )
-        else:
-            texts, traces = model.predict_answers(
-                samples, max_len=s["max_len"], min_len=s["min_len"], return_traces=True, **kwargs
-            )
+        texts, traces = self.pipeline(model).generate(samples, self.decoding(model), return_traces=True)
         return [{"prediction": text.strip()} for text in texts], traces
 
 
@@ -359,7 +380,7 @@ class RankingTask(VliEvalTask):
 
     def predict(self, model, samples: Dict[str, Any]) -> List[Dict[str, Any]]:
         """Best candidate (index and text) and every candidate's NLL."""
-        out = model.predict_class(
+        out = self.pipeline(model).predict_class(
             samples, score=self.settings["score"], chunk_size=self.settings["chunk_size"], return_traces=True
         )
         records = []
@@ -384,12 +405,20 @@ def _instance_ids(dataset) -> List[str]:
     return [str(ann["instance_id"]) for ann in annotation]
 
 
-def _remember_rewrites(model, records: List[Dict[str, Any]]) -> int:
-    """Give the model's AIO the rewrites of already finished samples (a resumed run then equals an uninterrupted
+def _remember_rewrites(pipeline: VisLingInstructPipeline, records: List[Dict[str, Any]]) -> int:
+    """Give the pipeline's AIO the rewrites of already finished samples (a resumed run then equals an uninterrupted
     one); returns how many."""
-    optimizer = getattr(model, "instruction_optimizer", None)
     pairs = [(r["aio"]["initial"], r["aio"]["rewritten"]) for r in records if r.get("aio")]
-    return optimizer.remember(pairs) if optimizer is not None and pairs else 0
+    return pipeline.optimizer.remember(pairs) if pairs else 0
+
+
+def _without_row_switches(model: Dict[str, Any]) -> Dict[str, Any]:
+    """The model config without the switches a row sets (the run's row is fingerprinted on its own)."""
+    out = json.loads(json.dumps(model, default=str))
+    out.get("cmaa", {}).pop("enabled", None)
+    for key in ("mode", "order"):
+        out.get("aio", {}).pop(key, None)
+    return out
 
 
 def _barrier() -> None:

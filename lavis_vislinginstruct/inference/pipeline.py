@@ -1,0 +1,172 @@
+"""VisLingInstruct's inference: a model, a row of Table 2 and AIO around it (NAACL 2024, sections 3.2 and 4).
+
+:class:`VisLingInstructPipeline` composes a :class:`~lavis_vislinginstruct.models.vislinginstruct.VisLingInstruct`
+model with an :class:`~lavis_vislinginstruct.aio.optimizer.InstructionOptimizer` for one row (:mod:`.rows`). The
+path of one instruction through it, once per stage::
+
+    model.encode_image                 image -> features (once per call)
+    optimizer.optimize                 rewrite (LLM alone), IAS (prefixes of both instructions, one pass),
+                                       comparison (the IAS prefix of the best one) -> trace.used
+    model.visual_prefix                only for a text no stage has read yet (the optimized instruction)
+    model.adapter.generate / rank      the answer, after the prefix of trace.used
+
+The evaluation tasks (``vli_generation``/``vli_ranking``), the optimize CLI, the chat, the web demo, the lmms-eval
+adapter and the model's own ``aio=`` convenience all answer through this class. The pipeline owns the optimizer
+and so its rewrite cache; a call keeps nothing else.
+"""
+import dataclasses
+import logging
+import weakref
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import torch
+
+from ..aio.config import AIOCfg
+from ..aio.optimizer import InstructionOptimizer
+from ..aio.trace import AIOTrace
+from ..models.generation import Decoding
+from ..models.vislinginstruct import per_sample_candidates
+from .backend import VisLingInstructBackend
+from .rows import Row, get_row
+
+logger = logging.getLogger(__name__)
+
+#: Models whose long instructions were already reported: a warning once per model, later cases at debug level.
+_REPORTED: "weakref.WeakSet" = weakref.WeakSet()
+
+
+class VisLingInstructPipeline:
+    """One loaded model answering as one row (module docstring).
+
+    Args:
+        model: A VisLingInstruct model (eval mode).
+        row: A row name (``vanilla``, ``ema``, ``ema_rewrite``, ``ema_aio``, ``ema_aio_shuffled``) or a :class:`Row`.
+        decoding: Default decoding of :meth:`generate` (HF names).
+        aio: AIO settings (templates, guard, select, caps); default: the model config's ``aio`` section. The row
+            sets the mode and the order.
+    """
+
+    def __init__(
+        self,
+        model,
+        row: Union[str, Row] = "ema_aio",
+        decoding: Optional[Decoding] = None,
+        aio: Optional[AIOCfg] = None,
+    ):
+        self.model = model
+        self.row = get_row(row)
+        self.decoding = decoding or Decoding()
+        self.backend = VisLingInstructBackend(model, self.row.cmaa, self.row.projection)
+        cfg = dataclasses.replace(aio or model.cfg.aio, mode=self.row.aio, order=self.row.order)
+        self.optimizer = InstructionOptimizer(cfg, self.backend)
+
+    # ------------------------------------------------------------------------------------------- stages
+
+    @torch.no_grad()
+    def optimize(self, samples: Dict[str, Any]) -> List[AIOTrace]:
+        """The AIO traces of a batch (``samples``: ``image``, ``text_input``, optionally ``keep_spans``)."""
+        try:
+            return self._optimize(samples)[1]
+        finally:
+            self.backend.forget()
+
+    @torch.no_grad()
+    def generate(
+        self,
+        samples: Dict[str, Any],
+        decoding: Optional[Decoding] = None,
+        return_traces: bool = False,
+        prompts: Optional[Sequence[str]] = None,
+        streamer: Any = None,
+    ) -> Union[List[str], Tuple[List[str], List[AIOTrace]]]:
+        """One answer per sample, with the row's instruction (``trace.used``).
+
+        Args:
+            samples: ``image`` (B, 3, H, W), ``text_input`` and optionally ``keep_spans``.
+            decoding: This call's decoding (default: the pipeline's).
+            return_traces: Also return the traces.
+            prompts: What the LLM reads after the visual tokens, per sample, when it is not the instruction itself
+                (the chat: earlier turns, then the instruction); the Q-Former reads ``trace.used`` either way.
+                A ``{}`` in a prompt is replaced by ``trace.used``.
+            streamer: A streamer (:meth:`make_streamer`) fed with the tokens as they are generated.
+        """
+        try:
+            features, traces = self._optimize(samples)
+            used = [t.used for t in traces]
+            if prompts is None:
+                prompts = used
+            elif len(prompts) != len(used):
+                raise ValueError(f"{len(used)} samples but {len(prompts)} LLM prompts")
+            else:
+                prompts = [p.replace("{}", u) if "{}" in p else p for p, u in zip(prompts, used)]
+            prefix, mask = self.backend.visual_prefix(features, range(len(used)), used)
+            decoding = decoding or self.decoding
+            texts = self.model.adapter.generate(prefix, mask, list(prompts), decoding, streamer=streamer)
+        finally:
+            self.backend.forget()
+        return (texts, traces) if return_traces else texts
+
+    @torch.no_grad()
+    def predict_class(
+        self,
+        samples: Dict[str, Any],
+        candidates: Optional[Sequence[Sequence[str]]] = None,
+        score: str = "sum",
+        chunk_size: int = 128,
+        return_traces: bool = False,
+        return_greedy: bool = False,
+    ) -> Dict[str, List[Any]]:
+        """Candidates ranked by NLL after the row's instruction, as :meth:`VisLingInstruct.predict_class`."""
+        if score not in ("mean", "sum"):
+            raise ValueError(f"score must be one of ['mean', 'sum'], got {score!r}")
+        if not torch.is_tensor(samples.get("image")):
+            raise ValueError("samples['image'] must be a (B, 3, H, W) tensor")
+        n = samples["image"].size(0)
+        cands = per_sample_candidates(samples.get("candidates") if candidates is None else candidates, n)
+        try:
+            features, traces = self._optimize(samples)
+            used = [t.used for t in traces]
+            prefix, mask = self.backend.visual_prefix(features, range(n), used)
+            out = self.model.rank(prefix, mask, used, cands, score, chunk_size, return_greedy)
+        finally:
+            self.backend.forget()
+        if return_traces:
+            out["traces"] = traces
+        return out
+
+    @torch.no_grad()
+    def alignment_scores(self, samples: Dict[str, Any], instructions: Sequence[str]) -> torch.Tensor:
+        """Instruction Alignment Score (eq. 3) of ``instructions[i]`` for image ``i`` with the row's prefix: per
+        sample mean NLL of the instruction and ``</s>`` after the image and Appendix C's prompt (lower is better)."""
+        features = self.model.encode_image(samples["image"])
+        texts = self.model.instructions({"text_input": list(instructions)}, features.size(0))
+        try:
+            return torch.tensor(self.optimizer.alignment_scores(features, list(range(len(texts))), texts))
+        finally:
+            self.backend.forget()
+
+    def make_streamer(self, timeout: Optional[float] = None):
+        """A ``TextIteratorStreamer`` that decodes tokens as :meth:`generate` does (one sample, no beams)."""
+        return self.model.adapter.make_streamer(timeout)
+
+    # ------------------------------------------------------------------------------------------ helpers
+
+    def _optimize(self, samples: Dict[str, Any]) -> Tuple[torch.Tensor, List[AIOTrace]]:
+        features = self.model.encode_image(samples["image"])
+        instructions = self.model.instructions(samples, features.size(0))
+        traces = self.optimizer.optimize(features, instructions, samples.get("keep_spans"))
+        self._report_truncation(traces)
+        return features, traces
+
+    def _report_truncation(self, traces: List[AIOTrace]) -> None:
+        """Warn once per model when instructions are longer than the Q-Former reads (later cases: debug log)."""
+        cut = [t for t in traces if "qformer" in t.truncated]
+        if not cut:
+            return
+        level = logging.DEBUG if self.model in _REPORTED else logging.WARNING
+        n, limit = cut[0].truncated["qformer"]
+        logger.log(
+            level, "%d of %d instructions are longer than qformer.max_txt_len=%d tokens and are cut (first: %d "
+            "tokens). Reported once; AIO traces record each case.", len(cut), len(traces), limit, n,
+        )
+        _REPORTED.add(self.model)
