@@ -5,8 +5,11 @@
 
 Real weights: ``--model-type vicuna7b --options llm.model=/path/to/vicuna-7b`` (and ``checkpoint=...`` for a
 local InstructBLIP file). ``--keep`` names text the optimized instruction must keep (e.g. the question).
+``--answer`` answers in the same pass with the instruction AIO chose (``used``), through the one pipeline
+(:class:`~lavis_vislinginstruct.inference.pipeline.VisLingInstructPipeline`): AIO runs once.
 """
 import argparse
+import dataclasses
 import logging
 import sys
 from typing import List, Optional
@@ -16,6 +19,9 @@ import torch
 import lavis_vislinginstruct  # noqa: F401  (registers the models)
 from lavis_vislinginstruct.aio.trace import format_trace
 from lavis_vislinginstruct.datasets.datasets.base import load_image
+from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
+from lavis_vislinginstruct.inference.rows import row_for
+from lavis_vislinginstruct.models.generation import Decoding
 from lavis_vislinginstruct.models.loading import load_with_options
 
 logger = logging.getLogger(__name__)
@@ -59,10 +65,15 @@ def main(argv: Optional[List[str]] = None) -> dict:
         raise SystemExit(f"error: {err}")
     samples = {"image": vis["eval"](image).unsqueeze(0).to(args.device), "text_input": [args.instruction],
                "keep_spans": [args.keep]}
-    (trace,) = model.optimize_instructions(samples, mode=args.mode, select=args.select or None)
+    aio = dataclasses.replace(model.cfg.aio, select=args.select or model.cfg.aio.select)
+    row = row_for(model.cfg.cmaa.enabled, args.mode, model.cfg.aio.order, projection="finetuned")
+    pipeline = VisLingInstructPipeline(model, row, Decoding.from_lavis(max_length=30), aio=aio)
     extra = {}
     if args.answer:
-        extra["answer"] = model.generate({"image": samples["image"], "text_input": [trace.used]}, max_length=30)[0]
+        (answer,), (trace,) = pipeline.generate(samples, return_traces=True)
+        extra["answer"] = answer
+    else:
+        (trace,) = pipeline.optimize(samples)
     print(format_trace(trace, "json" if args.json else "text", extra))
     return {**trace.to_dict(), **extra}
 

@@ -53,3 +53,30 @@ def test_corrupt_image(tmp_path):
 def test_unknown_option_key(image_path):
     with pytest.raises(SystemExit, match="model.cmaa.on"):
         optimize.main(["--image", image_path, "--instruction", "hi", "--device", "cpu", "--options", "cmaa.on=1"])
+
+
+def test_answer_uses_the_optimized_instruction_and_runs_aio_once(image_path, tmp_path, capsys, monkeypatch):
+    """With a spec whose model config says ``aio.mode: full`` (the demo's), ``--answer`` must answer with ``used``
+    and AIO off: a second optimization of the optimized instruction was the bug."""
+    import torch
+
+    from lavis_vislinginstruct.aio.optimizer import InstructionOptimizer
+    from lavis_vislinginstruct.datasets.datasets.base import load_image
+    from lavis_vislinginstruct.models.loading import load_with_options
+    from lavis_vislinginstruct.models.spec import write_model_spec
+
+    spec = write_model_spec(str(tmp_path / "model.yaml"), {"arch": "vislinginstruct_vicuna", "model_type": "tiny",
+                                                           "aio": {"mode": "full", "guard": "none"}})
+    calls, loaded = [], []
+    real = InstructionOptimizer.optimize
+    monkeypatch.setattr(InstructionOptimizer, "optimize", lambda self, *a, **k: calls.append(a[1]) or real(self, *a, **k))
+    monkeypatch.setattr(optimize, "load_with_options", lambda *a, **k: loaded.append(load_with_options(*a, **k))
+                        or loaded[0])
+    out = optimize.main(["--model-spec", spec, "--image", image_path, "--instruction", "What colour is it?",
+                         "--answer", "--device", "cpu", "--json"])
+    assert calls == [["What colour is it?"]]  # AIO ran once, on the user's instruction
+    model, vis, _ = loaded[0]
+    image = vis["eval"](load_image(image_path)).unsqueeze(0)
+    with torch.no_grad():
+        expected = model.generate({"image": image, "text_input": [out["used"]]}, aio="off", max_length=30)[0]
+    assert out["answer"] == expected
