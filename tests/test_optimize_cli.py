@@ -69,7 +69,8 @@ def test_answer_uses_the_optimized_instruction_and_runs_aio_once(image_path, tmp
                                                            "aio": {"mode": "full", "guard": "none"}})
     calls, loaded = [], []
     real = InstructionOptimizer.optimize
-    monkeypatch.setattr(InstructionOptimizer, "optimize", lambda self, *a, **k: calls.append(a[1]) or real(self, *a, **k))
+    monkeypatch.setattr(InstructionOptimizer, "optimize",
+                        lambda self, *a, **k: calls.append(a[1]) or real(self, *a, **k))
     monkeypatch.setattr(optimize, "load_with_options", lambda *a, **k: loaded.append(load_with_options(*a, **k))
                         or loaded[0])
     out = optimize.main(["--model-spec", spec, "--image", image_path, "--instruction", "What colour is it?",
