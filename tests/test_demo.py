@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_training import one_thread_and_clean_paths
 
-from lavis_vislinginstruct import demo
+from lavis_vislinginstruct import demo, demo_stages
 from lavis_vislinginstruct.models.loading import load_with_options
 from lavis_vislinginstruct.world import instructions as ins
 from lavis_vislinginstruct.world import scenes
@@ -71,7 +71,7 @@ def test_fast_demo_aio_rewrites_a_real_share_and_keeps_the_content(fast_run):
 
 
 @pytest.mark.xfail(strict=True, reason="issue 11's VSR target is not met: the demo model does not learn object "
-                   "positions within its CPU budget (lavis_vislinginstruct/demo.py, 'VSR stays near chance')")
+                   "positions within its CPU budget (docs/demo-measurements.md, 'VSR stays near chance')")
 def test_fast_demo_learns_vsr_statements_above_chance(fast_run):
     _, summary = fast_run
     best = max(summary["table"].values(), key=lambda cells: cells["vsr"]["estimate"])["vsr"]
@@ -99,7 +99,7 @@ def test_fast_demo_evaluation_resumes_on_a_rerun(fast_run):
 
 
 def test_initialization_scales_only_the_qformer_cross_attention(tmp_path):
-    path = demo.write_initialization(str(tmp_path / "init.pth"), seed=0)
+    path = demo_stages.write_initialization(str(tmp_path / "init.pth"), seed=0)
     state = torch.load(path, map_location="cpu", weights_only=True)["model"]
     cross = [k for k in state if ".crossattention." in k and k.endswith(".weight") and "LayerNorm" not in k]
     assert len(cross) == 4  # query, key, value, output.dense of the one cross-attention layer (every 2nd of 2)
@@ -121,7 +121,7 @@ def test_demo_mix_is_mostly_common_phrasings(tmp_path):
     assert "chat" not in stage_a2
     with pytest.raises(ValueError, match="unknown training mix"):
         ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "nope")
-    assert os.path.isfile(demo.project_file("stage_a2.yaml"))
+    assert os.path.isfile(demo_stages.project_file("stage_a2.yaml"))
 
 
 def test_row_options_switch_the_ablation():
