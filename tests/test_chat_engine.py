@@ -11,12 +11,13 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from conftest import build_tiny
-from lavis_vislinginstruct.chat.engine import COLUMNS, ChatEngine, Conversation, Decoding, Turn, new_columns
+from lavis_vislinginstruct.chat.engine import COLUMNS, ChatEngine, Conversation, Turn, chat_decoding, new_columns
+from lavis_vislinginstruct.inference.rows import get_row
 from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
 from lavis_vislinginstruct.models.loading import load_with_options
 from lavis_vislinginstruct.processors.templates import format_llava_instruction, normalize_text
 
-DECODING = Decoding(max_new_tokens=6)
+DECODING = chat_decoding(max_new_tokens=6)
 # the same settings in generate's (LAVIS) terms
 GENERATE = dict(use_nucleus_sampling=False, num_beams=1, max_length=6, min_length=1, top_p=0.9,
                 repetition_penalty=1.0, length_penalty=1.0, temperature=1.0)
@@ -26,6 +27,12 @@ GENERATE = dict(use_nucleus_sampling=False, num_beams=1, max_length=6, min_lengt
 def image():
     g = torch.Generator().manual_seed(3)
     return Image.fromarray((torch.rand(40, 40, 3, generator=g) * 255).to(torch.uint8).numpy())
+
+
+def answer_after(model, samples, prompt, decoding, streamer=None, prompt_lookup=0, cmaa=None, projection="finetuned"):
+    """The model's answer to ``prompt`` after the visual prefix of ``samples`` (its stages called directly)."""
+    prefix, mask = model.visual_prefix(model.encode_image(samples["image"]), samples["text_input"], cmaa, projection)
+    return model.adapter.generate(prefix, mask, [prompt], decoding, streamer=streamer, prompt_lookup=prompt_lookup)[0]
 
 
 def engine_for(arch, budget=None, **overrides):
@@ -100,7 +107,7 @@ def test_question_longer_than_budget_is_noted(image):
 def test_streaming_equals_non_streamed_greedy(arch, image, penalty):
     engine = engine_for(arch)
     conv = Conversation(image, "x.jpg")
-    decoding = Decoding(max_new_tokens=12, repetition_penalty=penalty)
+    decoding = chat_decoding(max_new_tokens=12, repetition_penalty=penalty)
     for question in ("Describe the image.", "What else?"):
         events = list(engine.stream(conv, question, decoding=decoding))
         tokens = [e.text for e in events if e.kind == "token"]
@@ -110,7 +117,7 @@ def test_streaming_equals_non_streamed_greedy(arch, image, penalty):
         if turn.history_turns == 0:
             expected = engine.model.generate(samples, **kwargs)[0]
         else:
-            expected = engine.model.generate_turn(samples, [turn.prompt], **decoding.generate_kwargs())[0]
+            expected = answer_after(engine.model, samples, turn.prompt, decoding)
         assert turn.answer == expected
         assert len(tokens) >= 2, tokens  # arrived in pieces, as generated
         assert "".join(tokens).split() == expected.split()
@@ -121,7 +128,7 @@ def test_vicuna_streamer_reads_id_0_as_generate_does():
     tok = model.adapter.tokenizer
     ids = tok("red square left", add_special_tokens=False).input_ids
     ids = ids[:1] + [0] + ids[1:]
-    streamer = model.make_streamer(timeout=5)
+    streamer = model.adapter.make_streamer(timeout=5)
     streamer.put(torch.zeros(1, 0, dtype=torch.long))  # the (empty) prompt of an inputs_embeds generate
     for i in ids:
         streamer.put(torch.tensor([i]))
@@ -135,14 +142,14 @@ def test_vicuna_streamer_reads_id_0_as_generate_does():
 def test_beams_answer_whole_and_decoding_is_checked(image):
     engine = engine_for("vislinginstruct_vicuna")
     conv = Conversation(image, "x.jpg")
-    events = list(engine.stream(conv, "Describe it.", decoding=Decoding(max_new_tokens=5, num_beams=2)))
+    events = list(engine.stream(conv, "Describe it.", decoding=chat_decoding(max_new_tokens=5, num_beams=2)))
     assert not [e for e in events if e.kind == "token"]
     samples = {"image": engine.image_tensor(image), "text_input": ["Describe it."]}
     assert events[-1].turn.answer == engine.model.generate(samples, **dict(GENERATE, max_length=5, num_beams=2))[0]
     for bad, message in ((dict(temperature=-1), "temperature must be >= 0"), (dict(top_p=0), "top_p"),
                          (dict(max_new_tokens=0), "max_new_tokens"), (dict(num_beams=0), "num_beams")):
         with pytest.raises(ValueError, match=message):
-            Decoding(**bad)
+            chat_decoding(**bad)
 
 
 @pytest.mark.parametrize("question, message", [("   ", "empty message"), ("<image>", "empty message")])
@@ -181,60 +188,57 @@ def test_columns_equal_generate_with_their_switches(arch, weights, image):
     columns = new_columns(image, "x.jpg")
     questions = ["What is in the picture?", "What colour is it?"]
     for q in questions:
-        list(engine.compare(columns, q, Decoding(max_new_tokens=6)))
+        list(engine.compare(columns, q, chat_decoding(max_new_tokens=6)))
     # references: separately built models with the matching switches
     vanilla_ref = engine_for(arch, checkpoint=base, **{"cmaa.enabled": False}).model
     ema_ref = engine_for(arch, checkpoint=base, finetuned=finetuned).model
     refs = {"vanilla": vanilla_ref, "ema": ema_ref, "ema_aio": ema_ref}
     pixels = engine.image_tensor(image)
-    for key, (_, _, aio) in COLUMNS.items():
+    for key, (_, row) in COLUMNS.items():
+        aio = get_row(row).aio
         first, second = columns[key].turns
+        assert first.row == row and first.aio == aio
         ref = refs[key]
         assert first.answer == ref.generate({"image": pixels, "text_input": [questions[0]]}, aio=aio, **GENERATE)[0]
         if aio == "off":
             used = questions[1]
         else:
-            (trace,) = ref.optimize_instructions({"image": pixels, "text_input": [questions[1]]}, mode=aio)
+            (trace,) = ref.pipeline(aio).optimize({"image": pixels, "text_input": [questions[1]]})
             used = trace.used
             same = {k: v for k, v in trace.to_dict().items() if k != "timings"}
             assert {k: v for k, v in second.trace.items() if k != "timings"} == same
             assert second.trace["used"] == used and second.trace["initial"] == questions[1]
         prompt = format_llava_instruction([(first.question, normalize_text(first.answer))], used)
         assert second.prompt == prompt
-        expected = ref.generate_turn({"image": pixels, "text_input": [used]}, [prompt],
-                                     **Decoding(max_new_tokens=6).generate_kwargs())[0]
+        expected = answer_after(ref, {"image": pixels, "text_input": [used]}, prompt, chat_decoding(max_new_tokens=6))
         assert second.answer == expected
-    # one copy of the weights, back to EMA after every call; only the projection kept twice
+    # one copy of the weights, unchanged by any call; only the projection kept twice
     assert {n: p.data_ptr() for n, p in model.named_parameters()} == params
-    assert model.cmaa is not None
     torch.testing.assert_close(model.proj.weight, ema_ref.proj.weight)
     extra = {n: b.numel() for n, b in model.named_buffers() if n.startswith("base_proj")}
     assert sum(extra.values()) == sum(p.numel() for p in model.proj.parameters())
     assert not any(k.startswith("base_proj") for k in model.state_dict())
 
 
-def test_variant_switch_matches_separate_models(arch, weights, image):
+def test_rows_by_argument_match_separate_models(arch, weights, image):
     base, finetuned = weights
     model = engine_for(arch, checkpoint=base, finetuned=finetuned).model
     vanilla_ref = engine_for(arch, checkpoint=base, **{"cmaa.enabled": False}).model
     ema_ref = engine_for(arch, checkpoint=base, finetuned=finetuned).model
     pixels = torch.rand(1, 3, 32, 32)
     embeds = model.encode_image(pixels)
-    with model.variant("vanilla"):
-        got = model.visual_prefix(embeds, ["what is it"])[0]
+    got = model.visual_prefix(embeds, ["what is it"], cmaa=False, projection="base")[0]
     torch.testing.assert_close(got, vanilla_ref.visual_prefix(embeds, ["what is it"])[0])
-    with model.variant("ema"):
-        got = model.visual_prefix(embeds, ["what is it"])[0]
+    got = model.visual_prefix(embeds, ["what is it"], cmaa=True, projection="finetuned")[0]
     torch.testing.assert_close(got, ema_ref.visual_prefix(embeds, ["what is it"])[0])
     assert got.shape[1] == 2 * model.cfg.qformer.num_query_token
-    with pytest.raises(ValueError, match="variant must be one of"):
-        with model.variant("instructblip"):
-            pass
-    # a model built with CMAA off gets it for the EMA variant only
+    torch.testing.assert_close(model.visual_prefix(embeds, ["what is it"])[0], got)  # the config: CMAA on, loaded
+    with pytest.raises(ValueError, match="projection must be one of"):
+        model.visual_prefix(embeds, ["x"], projection="instructblip")
+    # a model built with CMAA off computes it when a call turns it on
     off = engine_for(arch, checkpoint=base, **{"cmaa.enabled": False}).model
-    with off.variant("ema"):
-        assert off.visual_prefix(embeds, ["x"])[0].shape[1] == 2 * off.cfg.qformer.num_query_token
-    assert off.cmaa is None
+    assert off.visual_prefix(embeds, ["x"], cmaa=True)[0].shape[1] == 2 * off.cfg.qformer.num_query_token
+    assert off.visual_prefix(embeds, ["x"])[0].shape[1] == off.cfg.qformer.num_query_token
 
 
 class _Recorder:
@@ -254,14 +258,14 @@ def test_greedy_decode_feeds_a_streamer_draft_tokens_included(image):
     engine = engine_for("vislinginstruct_vicuna")
     model = engine.model
     samples = {"image": engine.image_tensor(image), "text_input": ["red red red red"]}
-    kwargs = dict(Decoding(max_new_tokens=16).generate_kwargs(), prompt_lookup_num_tokens=3)
+    decoding = chat_decoding(max_new_tokens=16)
     recorder = _Recorder()
-    answer = model.generate_turn(samples, ["red red red red red red"], streamer=recorder, **kwargs)[0]
+    answer = answer_after(model, samples, "red red red red red red", decoding, streamer=recorder, prompt_lookup=3)
     assert recorder.puts[0] == [] and recorder.ended  # the (empty) prompt first, as HF generate
     streamed = [t for put in recorder.puts[1:] for t in put]
     tok = model.adapter.tokenizer
     assert tok.decode([2 if t == 0 else t for t in streamed], skip_special_tokens=True).strip() == answer
-    assert answer == model.generate_turn(samples, ["red red red red red red"], **kwargs)[0]
+    assert answer == answer_after(model, samples, "red red red red red red", decoding, prompt_lookup=3)
     two = {"image": samples["image"].repeat(2, 1, 1, 1), "text_input": ["a", "b"]}
     with pytest.raises(ValueError, match="a streamer follows one sample, got a batch of 2"):
-        model.generate_turn(two, ["a", "b"], streamer=_Recorder(), **kwargs)
+        engine.pipeline(engine.row()).generate(two, decoding, prompts=["a", "b"], streamer=_Recorder())

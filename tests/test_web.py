@@ -20,7 +20,7 @@ import pytest
 
 pytest.importorskip("gradio", reason="the web extra is not installed (pip install -e '.[web]')")
 
-from lavis_vislinginstruct.chat.engine import COLUMNS, Conversation, Decoding, format_trace, new_columns  # noqa: E402
+from lavis_vislinginstruct.chat.engine import COLUMNS, Conversation, chat_decoding, format_trace, new_columns  # noqa: E402
 from lavis_vislinginstruct.chat.launch import load_model  # noqa: E402
 from lavis_vislinginstruct.datasets.datasets.base import load_image  # noqa: E402
 from lavis_vislinginstruct.web import __main__ as web  # noqa: E402
@@ -103,7 +103,7 @@ def expected(inputs):
     engine = load_model(web.parse_args(FLAGS)).engine
     columns = new_columns(load_image(image), "example")
     for q in questions:
-        list(engine.compare(columns, q.strip(), Decoding(max_new_tokens=MAX_NEW)))
+        list(engine.compare(columns, q.strip(), chat_decoding(max_new_tokens=MAX_NEW)))
     return columns
 
 
@@ -133,7 +133,7 @@ def test_gradio_client_two_turns(server, inputs, expected):
             assert format_trace(expected["ema_aio"].turns[i - 1].trace) in panel
         saved = json.loads(Path(download).read_text())
         assert [t["answer"] for t in saved["ema_aio"]["turns"]] == [t.answer for t in expected["ema_aio"].turns[:turn]]
-        assert saved["vanilla"]["variant"] == "vanilla" and saved["ema_aio"]["aio"] == "full"
+        assert saved["vanilla"]["row"] == "vanilla" and saved["ema_aio"]["aio"] == "full"
         # streamed: the page shows each column's answer while the later columns are still to come, and answers of
         # several words arrive in pieces
         assert any(len(o[0]) == 2 * turn and text_of(o[0][-1]) == text_of(chats[0][-1]) and len(o[2]) == 2 * turn - 2

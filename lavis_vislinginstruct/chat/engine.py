@@ -10,15 +10,16 @@ A :class:`Conversation` holds one image, its turns and each turn's AIO trace. Fo
    training the Q-Former read the whole formatted text; here it sees what the image should be read for.)
 3. A history budget in LLM tokens (default ``qformer.max_txt_len``, the instruction length training kept) drops
    the oldest turns first; the turn records how many and why, and the stream announces it.
-4. Tokens stream as they are generated (transformers' ``TextIteratorStreamer``, through the model's
-   :meth:`~lavis_vislinginstruct.models.vislinginstruct.VisLingInstruct.make_streamer`); the turn's answer is the
-   decoded output of ``generate`` itself, so a streamed answer equals the non-streamed one. Beam search cannot
+4. Tokens stream as they are generated (transformers' ``TextIteratorStreamer``, through the pipeline's
+   :meth:`~lavis_vislinginstruct.inference.pipeline.VisLingInstructPipeline.make_streamer`); the turn's answer is
+   the decoded output of ``generate`` itself, so a streamed answer equals the non-streamed one. Beam search cannot
    stream (transformers refuses it): with ``num_beams > 1`` the answer arrives whole.
 
-:meth:`ChatEngine.compare` answers one question in the three columns of Figure 4 (Vanilla, EMA, EMA + AIO) with
-one model in memory, switched per call (:meth:`VisLingInstruct.variant`).
+Each turn is answered by one :class:`~lavis_vislinginstruct.inference.pipeline.VisLingInstructPipeline` call for
+the turn's row of Table 2 (:mod:`lavis_vislinginstruct.inference.rows`): AIO, then the answer to the history and
+``trace.used``. :meth:`ChatEngine.compare` answers one question in the three columns of Figure 4 (Vanilla, EMA,
+EMA + AIO), the rows ``vanilla``, ``ema`` and ``ema_aio`` of one model in memory.
 """
-import contextlib
 import dataclasses
 import json
 import logging
@@ -34,74 +35,35 @@ from ..aio.config import AIO_MODES
 from ..aio.trace import AIOTrace
 from ..aio.trace import format_trace as _format_trace
 from ..datasets.datasets.instruct_datasets import strip_image_token
+from ..inference.pipeline import VisLingInstructPipeline
+from ..inference.rows import Row, get_row, row_for
+from ..models.generation import Decoding
 from ..processors.templates import format_llava_instruction, normalize_text
 
 logger = logging.getLogger(__name__)
 
-#: The columns of the web demo (Figure 4): key -> (label, model variant, AIO mode).
-COLUMNS: Dict[str, Tuple[str, str, str]] = {
-    "vanilla": ("Vanilla", "vanilla", "off"),
-    "ema": ("EMA", "ema", "off"),
-    "ema_aio": ("EMA + AIO", "ema", "full"),
+#: The columns of the web demo (Figure 4): key -> (label, row of Table 2).
+COLUMNS: Dict[str, Tuple[str, str]] = {
+    "vanilla": ("Vanilla", "vanilla"),
+    "ema": ("EMA", "ema"),
+    "ema_aio": ("EMA + AIO", "ema_aio"),
 }
 
+#: The chat's default decoding: greedy, 64 new tokens at most, no penalties.
+CHAT_DECODING = Decoding(max_new_tokens=64, min_new_tokens=1, num_beams=1, repetition_penalty=1.0)
 
-@dataclass
-class Decoding:
-    """Decoding settings of one call.
 
-    Attributes:
-        temperature: 0 decodes greedily (or by beam search); above 0 samples (nucleus) at this temperature.
-        top_p: Nucleus mass when sampling.
-        max_new_tokens: Cap on the answer's tokens.
-        num_beams: Beam width (1: no beam search; more than 1 cannot stream).
-        repetition_penalty: HF's repetition penalty (1: none).
-        length_penalty: HF's length penalty (beam search only).
-        min_new_tokens: Floor on the answer's tokens.
-    """
-
-    temperature: float = 0.0
-    top_p: float = 0.9
-    max_new_tokens: int = 64
-    num_beams: int = 1
-    repetition_penalty: float = 1.0
-    length_penalty: float = 1.0
-    min_new_tokens: int = 1
-
-    def __post_init__(self):
-        checks = [
-            ("temperature", self.temperature >= 0, "must be >= 0"),
-            ("top_p", 0 < self.top_p <= 1, "must be in (0, 1]"),
-            ("max_new_tokens", self.max_new_tokens >= 1, "must be >= 1"),
-            ("num_beams", self.num_beams >= 1, "must be >= 1"),
-            ("repetition_penalty", self.repetition_penalty > 0, "must be > 0"),
-            ("min_new_tokens", 0 <= self.min_new_tokens <= self.max_new_tokens, "must be in [0, max_new_tokens]"),
-        ]
-        for name, ok, rule in checks:
-            if not ok:
-                raise ValueError(f"decoding {name} {rule}, got {getattr(self, name)!r}")
-        self.max_new_tokens, self.num_beams, self.min_new_tokens = (
-            int(self.max_new_tokens), int(self.num_beams), int(self.min_new_tokens))
-
-    @property
-    def streams(self) -> bool:
-        """Whether tokens can stream (transformers streams greedy search and sampling, not beam search)."""
-        return self.num_beams == 1
-
-    def generate_kwargs(self) -> Dict[str, Any]:
-        """Keyword arguments of :meth:`VisLingInstruct.generate_turn` (the same ones ``generate`` passes)."""
-        sample = self.temperature > 0
-        return dict(
-            do_sample=sample,
-            top_p=self.top_p,
-            temperature=self.temperature if sample else 1.0,
-            num_beams=self.num_beams,
-            max_length=self.max_new_tokens,
-            min_length=self.min_new_tokens,
-            repetition_penalty=self.repetition_penalty,
-            length_penalty=self.length_penalty,
-            num_return_sequences=1,
-        )
+def chat_decoding(temperature: float = 0.0, top_p: float = CHAT_DECODING.top_p,
+                  max_new_tokens: int = CHAT_DECODING.max_new_tokens, num_beams: int = CHAT_DECODING.num_beams,
+                  **settings: Any) -> Decoding:
+    """The decoding of the chat's and the web demo's controls: a temperature of 0 decodes greedily (or by beam
+    search), above 0 it samples at that temperature; ``settings`` are further :class:`Decoding` fields."""
+    if temperature < 0:
+        raise ValueError(f"decoding temperature must be >= 0, got {temperature!r}")
+    sample = temperature > 0
+    return CHAT_DECODING.replace(do_sample=sample, temperature=float(temperature) if sample else 1.0,
+                                 top_p=float(top_p), max_new_tokens=int(max_new_tokens), num_beams=int(num_beams),
+                                 **settings)
 
 
 @dataclass
@@ -113,8 +75,8 @@ class Turn:
         answer: The generated answer.
         instruction: What the Q-Former read and what followed the history: the question, or AIO's choice.
         prompt: The LLM's text after the visual tokens (history, then the instruction).
-        variant: Model variant (``vanilla``/``ema``; ``None``: the model as loaded).
-        aio: AIO mode of the turn.
+        row: The row of Table 2 the turn was answered as (``vanilla``, ``ema``, ``ema_aio``, ...).
+        aio: AIO mode of the turn (the row's).
         trace: The AIO trace (``AIOTrace.to_dict()``; ``mode="off"`` and ``used == initial`` when AIO was off).
         history_turns: Earlier turns the LLM saw.
         dropped_turns: Oldest turns left out to fit the history budget.
@@ -128,7 +90,7 @@ class Turn:
     answer: str = ""
     instruction: str = ""
     prompt: str = ""
-    variant: Optional[str] = None
+    row: str = ""
     aio: str = "off"
     trace: Dict[str, Any] = field(default_factory=dict)
     history_turns: int = 0
@@ -207,13 +169,29 @@ class ChatEngine:
         if self.history_budget < 1:
             raise ValueError(f"history budget must be >= 1 LLM token, got {self.history_budget}")
         self.stream_timeout = stream_timeout
-        self._lock = threading.Lock()  # one generation at a time: variants switch the shared model's state
+        self._pipelines: Dict[str, VisLingInstructPipeline] = {}
+        self._lock = threading.Lock()  # one generation at a time on the shared model
+
+    def pipeline(self, row: Row) -> VisLingInstructPipeline:
+        """The engine's pipeline for ``row`` (one per row, kept: AIO's rewrite cache serves every turn)."""
+        if row.name not in self._pipelines:
+            self._pipelines[row.name] = VisLingInstructPipeline(self.model, row)
+        return self._pipelines[row.name]
+
+    def row(self, row: Optional[str] = None, aio: Optional[str] = None) -> Row:
+        """A row by name, or the model as its config says (CMAA switch, loaded projection) with AIO mode ``aio``."""
+        if row:
+            return get_row(row)
+        aio = aio or "off"
+        if aio not in AIO_MODES:
+            raise ValueError(f"AIO mode must be one of {', '.join(AIO_MODES)}, got {aio!r}")
+        return row_for(self.model.cfg.cmaa.enabled, aio, self.model.cfg.aio.order, projection="finetuned")
 
     # --------------------------------------------------------------------------------------------- prompt
 
     def prompt_tokens(self, text: str) -> int:
         """LLM tokens of ``text`` as the LLM reads it (with its bos for Vicuna)."""
-        return len(self.model.adapter.tokenizer(text).input_ids)
+        return self.model.adapter.token_counts([text])[0]
 
     def build_prompt(self, history: Sequence[Tuple[str, str]], instruction: str) -> Tuple[str, int, int, List[str]]:
         """The LLM's text for ``instruction`` after ``history``, oldest turns dropped to fit the budget.
@@ -246,9 +224,9 @@ class ChatEngine:
         self,
         conversation: Conversation,
         question: str,
-        aio: str = "off",
+        aio: Optional[str] = None,
         decoding: Optional[Decoding] = None,
-        variant: Optional[str] = None,
+        row: Optional[str] = None,
         column: str = "",
     ) -> Iterator[Event]:
         """Answer ``question`` in ``conversation``, yielding events; the turn is appended when it is done.
@@ -256,33 +234,32 @@ class ChatEngine:
         Args:
             conversation: Holds the image and the earlier turns.
             question: The new question.
-            aio: ``off``, ``rewrite`` or ``full``.
-            decoding: Settings of this call (defaults: :class:`Decoding`).
-            variant: ``vanilla`` or ``ema`` (:meth:`VisLingInstruct.variant`); ``None`` uses the model as loaded.
+            aio: ``off``, ``rewrite`` or ``full`` for the model as its config says (used when ``row`` is not given).
+            decoding: Settings of this call (default: :data:`CHAT_DECODING`).
+            row: A row of Table 2 (``vanilla``, ``ema``, ``ema_aio``, ...): CMAA, projection and AIO mode.
             column: Copied into the events (which column of a comparison they belong to).
 
         Raises:
-            ValueError: Empty question, no image, unknown AIO mode.
+            ValueError: Empty question, no image, unknown AIO mode or row.
         """
-        turn = self._start(conversation, question, aio, decoding or Decoding(), variant)
+        turn_row = self.row(row, aio)
+        turn = self._start(conversation, question, turn_row, decoding or CHAT_DECODING)
+        pipeline = self.pipeline(turn_row)
         start = time.perf_counter()
-        with self._lock, self._variant(variant):
-            image = self.image_tensor(conversation.image)
-            if aio != "off":
-                samples = {"image": image, "text_input": [turn.question]}
-                turn.trace = self.model.optimize_instructions(samples, mode=aio)[0].to_dict()
-                yield Event("notice", f"AIO ({aio}): answering with {turn.trace['used']!r}", column=column)
-            else:
-                turn.trace = AIOTrace(mode="off", initial=turn.question).to_dict()
-            turn.instruction = turn.trace["used"]
+        with self._lock:
+            prepared = pipeline.prepare({"image": self.image_tensor(conversation.image), "text_input": [turn.question]})
+            (trace,) = prepared.traces
+            if turn_row.aio != "off":
+                yield Event("notice", f"AIO ({turn_row.aio}): answering with {trace.used!r}", column=column)
+            turn.trace = trace.to_dict()
+            turn.instruction = trace.used
             turn.prompt, turn.history_turns, turn.dropped_turns, notes = self.build_prompt(
                 conversation.history(), turn.instruction)
             turn.prompt_tokens = self.prompt_tokens(turn.prompt)
             turn.notes += notes
             for note in notes:
                 yield Event("notice", note, column=column)
-            samples = {"image": image, "text_input": [turn.instruction]}
-            for kind, text in self._generate(samples, turn.prompt, Decoding(**turn.decoding)):
+            for kind, text in self._generate(pipeline, prepared, turn.prompt, Decoding.from_dict(turn.decoding)):
                 if kind == "token":
                     yield Event("token", text, column=column)
                 else:
@@ -304,40 +281,31 @@ class ChatEngine:
         if unknown:
             raise ValueError(f"unknown column(s) {unknown}; columns: {list(COLUMNS)}")
         for key, conversation in conversations.items():
-            _, variant, aio = COLUMNS[key]
-            yield from self.stream(conversation, question, aio=aio, decoding=decoding, variant=variant, column=key)
+            yield from self.stream(conversation, question, decoding=decoding, row=COLUMNS[key][1], column=key)
 
     # ------------------------------------------------------------------------------------------- helpers
 
-    def _start(self, conversation, question, aio, decoding, variant) -> Turn:
+    def _start(self, conversation, question, row: Row, decoding: Decoding) -> Turn:
         if conversation.image is None:
             raise ValueError("no image: give the conversation an image first")
         if not isinstance(question, str) or not question.strip():
             raise ValueError("empty message: type a question about the image")
-        if aio not in AIO_MODES:
-            raise ValueError(f"AIO mode must be one of {', '.join(AIO_MODES)}, got {aio!r}")
         cleaned = clean_question(question)
         if not cleaned:
             raise ValueError("empty message: the question has no text once the <image> marker is removed")
-        return Turn(question=cleaned, variant=variant, aio=aio, decoding=dataclasses.asdict(decoding))
+        return Turn(question=cleaned, row=row.name, aio=row.aio, decoding=decoding.to_dict())
 
-    def _variant(self, variant: Optional[str]):
-        if variant is None:
-            return contextlib.nullcontext()
-        return self.model.variant(variant)
-
-    def _generate(self, samples, prompt: str, decoding: Decoding) -> Iterator[Tuple[str, str]]:
+    def _generate(self, pipeline, prepared, prompt: str, decoding: Decoding) -> Iterator[Tuple[str, str]]:
         """Yield ``("token", text)`` while generating, then ``("answer", decoded output of generate)``."""
-        kwargs = decoding.generate_kwargs()
         if not decoding.streams:
-            yield "answer", self.model.generate_turn(samples, [prompt], **kwargs)[0]
+            yield "answer", pipeline.answer(prepared, decoding, prompts=[prompt])[0]
             return
-        streamer = self.model.make_streamer(timeout=self.stream_timeout)
+        streamer = pipeline.make_streamer(timeout=self.stream_timeout)
         result: Dict[str, Any] = {}
 
         def work():
             try:
-                result["answer"] = self.model.generate_turn(samples, [prompt], streamer=streamer, **kwargs)[0]
+                result["answer"] = pipeline.answer(prepared, decoding, prompts=[prompt], streamer=streamer)[0]
             except BaseException as err:  # noqa: BLE001  (re-raised in the caller's thread)
                 result["error"] = err
                 streamer.end()
@@ -361,8 +329,8 @@ def new_columns(image: Optional[Image.Image] = None, name: str = "") -> Dict[str
 
 
 def columns_to_dict(columns: Dict[str, Conversation]) -> Dict[str, Any]:
-    """A comparison as JSON-ready data: per column its label, variant, AIO mode and conversation."""
+    """A comparison as JSON-ready data: per column its label, row, AIO mode and conversation."""
     return {
-        key: {"label": COLUMNS[key][0], "variant": COLUMNS[key][1], "aio": COLUMNS[key][2], **conv.to_dict()}
+        key: {"label": COLUMNS[key][0], "row": COLUMNS[key][1], "aio": get_row(COLUMNS[key][1]).aio, **conv.to_dict()}
         for key, conv in columns.items()
     }

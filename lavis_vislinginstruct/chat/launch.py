@@ -10,7 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .engine import ChatEngine, Decoding
+from ..models.generation import Decoding
+from .engine import CHAT_DECODING, ChatEngine, chat_decoding
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +55,15 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     chat = parser.add_argument_group("conversation")
     chat.add_argument("--history-budget", type=int, default=None,
                       help="most LLM tokens of history + question (default: the model's qformer.max_txt_len)")
-    chat.add_argument("--temperature", type=float, default=Decoding.temperature, help="0: greedy")
-    chat.add_argument("--top-p", type=float, default=Decoding.top_p)
-    chat.add_argument("--max-new-tokens", type=int, default=Decoding.max_new_tokens)
-    chat.add_argument("--num-beams", type=int, default=Decoding.num_beams, help="more than 1 cannot stream")
+    chat.add_argument("--temperature", type=float, default=0.0, help="0: greedy")
+    chat.add_argument("--top-p", type=float, default=CHAT_DECODING.top_p)
+    chat.add_argument("--max-new-tokens", type=int, default=CHAT_DECODING.max_new_tokens)
+    chat.add_argument("--num-beams", type=int, default=CHAT_DECODING.num_beams, help="more than 1 cannot stream")
 
 
 def decoding_from_args(args: argparse.Namespace) -> Decoding:
     """The :class:`Decoding` of the command line (ValueError naming a bad value)."""
-    return Decoding(temperature=args.temperature, top_p=args.top_p, max_new_tokens=args.max_new_tokens,
-                    num_beams=args.num_beams)
+    return chat_decoding(args.temperature, args.top_p, args.max_new_tokens, args.num_beams)
 
 
 def choose_model(args: argparse.Namespace) -> tuple:

@@ -10,6 +10,9 @@ path of one instruction through it, once per stage::
     model.visual_prefix                only for a text no stage has read yet (the optimized instruction)
     model.adapter.generate / rank      the answer, after the prefix of trace.used
 
+A call may be taken in its two halves, :meth:`VisLingInstructPipeline.prepare` (features and traces) and
+:meth:`~VisLingInstructPipeline.answer` (the chat builds the LLM's prompt from ``trace.used`` in between).
+
 The evaluation tasks (``vli_generation``/``vli_ranking``), the optimize CLI, the chat, the web demo, the lmms-eval
 adapter and the model's own ``aio=`` convenience all answer through this class. The pipeline owns the optimizer
 and so its rewrite cache; a call keeps nothing else.
@@ -33,6 +36,23 @@ logger = logging.getLogger(__name__)
 
 #: Models whose long instructions were already reported: a warning once per model, later cases at debug level.
 _REPORTED: "weakref.WeakSet" = weakref.WeakSet()
+
+
+@dataclasses.dataclass
+class Prepared:
+    """A call between its two halves (:meth:`VisLingInstructPipeline.prepare` and ``answer``).
+
+    Attributes:
+        features: The batch's image features (computed once).
+        traces: One AIO trace per sample; ``trace.used`` is what the answer reads.
+    """
+
+    features: torch.Tensor
+    traces: List[AIOTrace]
+
+    @property
+    def used(self) -> List[str]:
+        return [t.used for t in self.traces]
 
 
 class VisLingInstructPipeline:
@@ -79,32 +99,58 @@ class VisLingInstructPipeline:
         prompts: Optional[Sequence[str]] = None,
         streamer: Any = None,
     ) -> Union[List[str], Tuple[List[str], List[AIOTrace]]]:
-        """One answer per sample, with the row's instruction (``trace.used``).
+        """One answer per sample, with the row's instruction (``trace.used``): :meth:`prepare`, then :meth:`answer`.
 
         Args:
             samples: ``image`` (B, 3, H, W), ``text_input`` and optionally ``keep_spans``.
             decoding: This call's decoding (default: the pipeline's).
             return_traces: Also return the traces.
+            prompts: What the LLM reads after the visual tokens, as in :meth:`answer`.
+            streamer: A streamer (:meth:`make_streamer`) fed with the tokens as they are generated.
+        """
+        prepared = self.prepare(samples)
+        texts = self.answer(prepared, decoding, prompts, streamer)
+        return (texts, prepared.traces) if return_traces else texts
+
+    @torch.no_grad()
+    def prepare(self, samples: Dict[str, Any]) -> "Prepared":
+        """The first half of a call: the image features and the AIO traces (the prefixes AIO computed are kept for
+        :meth:`answer`, which must follow before the next call)."""
+        try:
+            features, traces = self._optimize(samples)
+        except BaseException:
+            self.backend.forget()
+            raise
+        return Prepared(features, traces)
+
+    @torch.no_grad()
+    def answer(
+        self,
+        prepared: "Prepared",
+        decoding: Optional[Decoding] = None,
+        prompts: Optional[Sequence[str]] = None,
+        streamer: Any = None,
+    ) -> List[str]:
+        """The second half of a call: the answers after the prefixes of ``trace.used``.
+
+        Args:
+            prepared: What :meth:`prepare` returned.
+            decoding: This call's decoding (default: the pipeline's).
             prompts: What the LLM reads after the visual tokens, per sample, when it is not the instruction itself
                 (the chat: earlier turns, then the instruction); the Q-Former reads ``trace.used`` either way.
-                A ``{}`` in a prompt is replaced by ``trace.used``.
             streamer: A streamer (:meth:`make_streamer`) fed with the tokens as they are generated.
         """
         try:
-            features, traces = self._optimize(samples)
-            used = [t.used for t in traces]
+            used = prepared.used
             if prompts is None:
                 prompts = used
             elif len(prompts) != len(used):
                 raise ValueError(f"{len(used)} samples but {len(prompts)} LLM prompts")
-            else:
-                prompts = [p.replace("{}", u) if "{}" in p else p for p, u in zip(prompts, used)]
-            prefix, mask = self.backend.visual_prefix(features, range(len(used)), used)
+            prefix, mask = self.backend.visual_prefix(prepared.features, range(len(used)), used)
             decoding = decoding or self.decoding
-            texts = self.model.adapter.generate(prefix, mask, list(prompts), decoding, streamer=streamer)
+            return self.model.adapter.generate(prefix, mask, list(prompts), decoding, streamer=streamer)
         finally:
             self.backend.forget()
-        return (texts, traces) if return_traces else texts
 
     @torch.no_grad()
     def predict_class(
@@ -123,15 +169,15 @@ class VisLingInstructPipeline:
             raise ValueError("samples['image'] must be a (B, 3, H, W) tensor")
         n = samples["image"].size(0)
         cands = per_sample_candidates(samples.get("candidates") if candidates is None else candidates, n)
+        prepared = self.prepare(samples)
         try:
-            features, traces = self._optimize(samples)
-            used = [t.used for t in traces]
-            prefix, mask = self.backend.visual_prefix(features, range(n), used)
+            used = prepared.used
+            prefix, mask = self.backend.visual_prefix(prepared.features, range(n), used)
             out = self.model.rank(prefix, mask, used, cands, score, chunk_size, return_greedy)
         finally:
             self.backend.forget()
         if return_traces:
-            out["traces"] = traces
+            out["traces"] = prepared.traces
         return out
 
     @torch.no_grad()

@@ -2,8 +2,8 @@
 
 Columns: **Vanilla** (InstructBLIP: its own projection, CMAA off, AIO off), **EMA** (the fine-tuned projection,
 CMAA on) and **EMA + AIO** (the same, with the instruction optimized first). One model in memory answers all
-three, switched per call (:meth:`VisLingInstruct.variant`); each column keeps its own dialog. Below: the AIO panel
-(the trace of every EMA + AIO turn), decoding sliders, regenerate, clear, and the conversation as a JSON file.
+three, as the rows ``vanilla``, ``ema`` and ``ema_aio`` (:mod:`lavis_vislinginstruct.inference.rows`); each column
+
 
 The handlers are plain functions of (inputs, state) so that they are callable without a browser; the page wires
 them to components. State per browser session: ``{"key": image fingerprint, "columns": {column: Conversation}}``.
@@ -15,7 +15,8 @@ import os
 import tempfile
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
-from ..chat.engine import COLUMNS, Conversation, Decoding, Turn, columns_to_dict, format_trace, new_columns
+from ..chat.engine import COLUMNS, Conversation, Turn, chat_decoding, columns_to_dict, format_trace, new_columns
+from ..models.generation import Decoding
 from ..chat.launch import RANDOM_WEIGHTS, LoadedModel
 
 logger = logging.getLogger(__name__)
@@ -96,8 +97,7 @@ class Handlers:
         if not isinstance(message, str) or not message.strip():
             raise gr.Error("Empty message: type a question about the image.")
         try:
-            decoding = Decoding(temperature=float(temperature), top_p=float(top_p),
-                                max_new_tokens=int(max_new_tokens), num_beams=int(beams))
+            decoding = chat_decoding(float(temperature), float(top_p), int(max_new_tokens), int(beams))
         except ValueError as err:
             raise gr.Error(str(err))
         key = image_key(image)
@@ -162,7 +162,7 @@ def build_page(loaded: LoadedModel, examples: List[str], questions: List[str], d
                 image = gr.Image(type="pil", label="Image", sources=["upload"], elem_id="image", height=220)
                 if examples:
                     gr.Examples(examples=[[p] for p in examples], inputs=[image], label="Demo-world images")
-                temperature = gr.Slider(0.0, 1.5, value=decoding.temperature, step=0.05,
+                temperature = gr.Slider(0.0, 1.5, value=decoding.temperature if decoding.do_sample else 0.0, step=0.05,
                                         label="Temperature (0: greedy)", elem_id="temperature")
                 top_p = gr.Slider(0.05, 1.0, value=decoding.top_p, step=0.05, label="Top-p", elem_id="top-p")
                 max_new = gr.Slider(1, 256, value=decoding.max_new_tokens, step=1, label="Max new tokens",
