@@ -20,7 +20,9 @@ import pytest
 
 pytest.importorskip("gradio", reason="the web extra is not installed (pip install -e '.[web]')")
 
-from lavis_vislinginstruct.chat.engine import COLUMNS, Conversation, chat_decoding, format_trace, new_columns  # noqa: E402
+from lavis_vislinginstruct.chat.engine import (  # noqa: E402
+    COLUMNS, Conversation, chat_decoding, format_trace, new_columns,
+)
 from lavis_vislinginstruct.chat.launch import load_model  # noqa: E402
 from lavis_vislinginstruct.datasets.datasets.base import load_image  # noqa: E402
 from lavis_vislinginstruct.web import __main__ as web  # noqa: E402
