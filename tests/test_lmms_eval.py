@@ -351,8 +351,9 @@ def test_loglikelihood_is_greedy_and_one_prefix_per_document(tmp_path, monkeypat
     prompt, greedy_text = greedy_answer(lm, docs[0]["image"])
 
     calls = []
-    real = lm.model.predict_class
-    monkeypatch.setattr(lm.model, "predict_class", lambda s, **kw: calls.append(kw["candidates"]) or real(s, **kw))
+    real = lm.pipeline.predict_class
+    monkeypatch.setattr(lm.pipeline, "predict_class",
+                        lambda s, candidates, **kw: calls.append(candidates) or real(s, candidates, **kw))
     asked = [(0, greedy_text), (1, "zebra"), (0, "zebra"), (1, greedy_text)]
     requests = [
         Instance("loglikelihood", (prompt, f" {cont}", lambda doc: [doc["image"]], doc_id, "t", "test"), idx=i,
@@ -378,10 +379,11 @@ def test_generation_kwargs_and_stop_strings(tmp_path):
     decoding, until = lm._decoding({"max_new_tokens": 7, "temperature": 0.7, "top_p": 0.5, "num_beams": 2,
                                     "until": "###", "image_aspect_ratio": "pad"})
     assert until == ["###"]
-    assert decoding == {"repetition_penalty": 1.0, "length_penalty": 1.0, "min_length": 0, "use_nucleus_sampling": True,
-                        "num_beams": 2, "max_length": 7, "top_p": 0.5, "temperature": 0.7}
+    assert decoding.to_dict() == {"repetition_penalty": 1.0, "length_penalty": 1.0, "min_new_tokens": 0,
+                                  "do_sample": True, "num_beams": 2, "max_new_tokens": 7, "top_p": 0.5,
+                                  "temperature": 0.7, "num_return_sequences": 1}
     greedy, _ = lm._decoding({"temperature": 0, "top_p": None})
-    assert greedy["use_nucleus_sampling"] is False and greedy["max_length"] == 1024 and greedy["top_p"] == 1.0
+    assert greedy.do_sample is False and greedy.max_new_tokens == 1024 and greedy.top_p == 1.0
     assert adapter._cut(" red ball### and more\n\nmore", ["\n\n", "###"]) == "red ball"
 
     red, blue = Image.new("RGB", (40, 20), (255, 0, 0)), Image.new("L", (10, 10), 255)
@@ -471,3 +473,36 @@ def test_command_line_with_aio_writes_traces_beside_logged_samples(tmp_path):
         assert record["request"] == "generate_until" and record["variant"] == "ema_aio"
         assert trace["mode"] == "full" and trace["initial"] == docs[doc_id]["text_input"]
         assert trace["rewritten"] is not None and trace["ias_initial"] is not None and trace["used"]
+
+
+def test_row_argument_picks_the_projection_and_switches(tmp_path):
+    """``row=vanilla`` on a model with a fine-tuned projection answers with InstructBLIP's projection and CMAA off;
+    switches that contradict the row are refused."""
+    from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
+
+    torch.manual_seed(4)
+    base_model = build_tiny("vislinginstruct_vicuna")
+    base, finetuned = tmp_path / "base.pth", tmp_path / "ft.pth"
+    torch.save({"model": base_model.full_state_dict()}, base)
+    with torch.no_grad():
+        base_model.proj.weight.add_(1.0)
+    torch.save(trainable_state_dict(base_model), finetuned)
+    common = dict(arch="vislinginstruct_vicuna", model_type="tiny", checkpoint=str(base), finetuned=str(finetuned),
+                  device="cpu")
+    lm = adapter.VisLingInstructLmms(row="vanilla", **common)
+    assert (lm.row.cmaa, lm.row.projection, lm.aio_mode, lm.variant) == (False, "base", "off", "vanilla")
+    embeds = lm.model.encode_image(torch.rand(1, 3, 32, 32))
+    with torch.no_grad():
+        prefix = lm.pipeline.backend.visual_prefix(embeds, [0], ["what is it?"])[0]
+        text = lm.model.tokenizer(["what is it?"], return_tensors="pt")
+        q = lm.model.query_tokens.size(1)
+        queries = lm.model.Qformer.bert(
+            text.input_ids, query_embeds=lm.model.query_tokens, encoder_hidden_states=embeds,
+            attention_mask=torch.cat([torch.ones(1, q, dtype=torch.long), text.attention_mask], 1), return_dict=True,
+        ).last_hidden_state[:, :q]  # CMAA off: the query outputs alone
+        state = torch.load(base)["model"]
+        expected = torch.nn.functional.linear(queries, state["llm_proj.weight"], state["llm_proj.bias"])
+    torch.testing.assert_close(prefix, expected, atol=1e-5, rtol=1e-5)
+    assert adapter.VisLingInstructLmms(row="ema_aio", **common).row.projection == "finetuned"
+    with pytest.raises(ValueError, match="aio=off contradicts row=ema_aio"):
+        adapter.VisLingInstructLmms(row="ema_aio", aio="off", **common)

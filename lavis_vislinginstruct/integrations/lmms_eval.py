@@ -5,13 +5,16 @@ lmms-eval (PyPI ``lmms-eval`` 0.7.x) finds :class:`VisLingInstructLmms` through 
 ".[lmms]"``); nothing of lmms-eval is copied or patched. The class answers lmms-eval's request types with the
 model's own inference code:
 
-* ``generate_until``: ``model.generate`` on batches of (image, prompt). Requests are grouped by their
+Every request is answered through one :class:`~lavis_vislinginstruct.inference.pipeline.VisLingInstructPipeline`
+for the run's row of Table 2 (``row=vanilla|ema|ema_rewrite|ema_aio|ema_aio_shuffled``):
+
+* ``generate_until``: the pipeline's ``generate`` on batches of (image, prompt). Requests are grouped by their
   ``generation_kwargs`` (lmms-eval's ``Collator``) and each group is batched, longest prompt first. The task's
   ``max_new_tokens``, ``temperature`` (0: greedy), ``do_sample``, ``top_p`` and ``num_beams`` are the decoding
   settings; ``until`` cuts the answer at the first stop string. Repetition and length penalty and a minimum
   length are model arguments (defaults: those of HF ``generate``, as lmms-eval's ``instructblip`` runs).
 * ``loglikelihood`` (multiple-choice tasks): all requests of one document (same context, same image) are scored
-  together by ``model.predict_class``: the image and the prompt are encoded once and every continuation is
+  together by the pipeline's ``predict_class``: the image and the prompt are encoded once and every continuation is
   scored against that shared prefix (``llm_adapters.rank``). A continuation is scored as a candidate answer
   of its own, so the space lmms-eval puts before it (``target_delimiter``) is dropped: the LLM tokenizers start
   a candidate as a new word anyway. Each request gets ``(loss, is_greedy)``: the loss is the continuation's
@@ -26,8 +29,9 @@ model's own inference code:
 Model arguments (``--model_args key=value,...``): ``arch`` (``vislinginstruct_vicuna`` | ``vislinginstruct_t5``)
 and ``model_type``, or ``model_spec`` (a spec file, :mod:`lavis_vislinginstruct.models.spec`); ``checkpoint``,
 ``finetuned``, ``hf_checkpoint``; ``options`` (more model-config overrides, ``;``-separated ``key=value``);
-``cmaa`` (true/false) and ``aio`` (off | rewrite | full), the ablation switches of Table 2 (unset: what the
-config or spec says); ``device``, ``dtype`` (auto | fp16 | bf16 | fp32), ``load_in_8bit`` / ``load_in_4bit``;
+``row``, the row of Table 2 (:mod:`lavis_vislinginstruct.inference.rows`); without it, ``cmaa`` (true/false) and
+``aio`` (off | rewrite | full) choose the row with those switches (unset: what the config or spec says), and with it
+they must agree with the row; ``device``, ``dtype`` (auto | fp16 | bf16 | fp32), ``load_in_8bit`` / ``load_in_4bit``;
 ``batch_size``; ``repetition_penalty``, ``length_penalty``, ``min_new_tokens``, ``max_new_tokens`` (when the task
 gives none); ``score`` (sum: the NLL of the whole continuation, the default, as ``evaluate.py`` ranks; mean: per
 token, as lmms-eval's LLaVA returns it); ``chunk_size``; ``aio_traces`` (folder of the AIO traces).
@@ -55,7 +59,10 @@ from lmms_eval.utils import Collator
 from PIL import Image
 from tqdm import tqdm
 
+from ..inference.pipeline import VisLingInstructPipeline
+from ..inference.rows import get_row, row_for
 from ..models.config import AIO_MODES, LLMCfg
+from ..models.generation import Decoding
 from ..models.loading import load_with_options
 from ..tasks.benchmarks import variant_name
 
@@ -84,6 +91,7 @@ class VisLingInstructLmms(lmms):
         options: str = "",
         aio: Optional[str] = None,
         cmaa: Optional[bool] = None,
+        row: Optional[str] = None,
         device: str = "cuda",
         dtype: str = "auto",
         load_in_8bit: bool = False,
@@ -117,14 +125,16 @@ class VisLingInstructLmms(lmms):
         )
         self._vis_processor = vis_processors["eval"]
         self.batch_size_per_gpu = batch_size
-        self.decoding = {"repetition_penalty": float(repetition_penalty), "length_penalty": float(length_penalty),
-                         "min_length": int(min_new_tokens)}
+        self.decoding = Decoding(max_new_tokens=int(max_new_tokens), min_new_tokens=int(min_new_tokens), num_beams=1,
+                                 repetition_penalty=float(repetition_penalty), length_penalty=float(length_penalty))
         self.max_new_tokens = int(max_new_tokens)
         self.score = score
         self.chunk_size = int(chunk_size)
         cfg = self._model.cfg
-        self.aio_mode = cfg.aio.mode
-        self.variant = variant_name(cfg.cmaa.enabled, cfg.aio.mode, cfg.aio.select)
+        self.row = _row(row, cfg, cmaa, aio)
+        self.pipeline = VisLingInstructPipeline(self._model, self.row, self.decoding)
+        self.aio_mode = self.row.aio
+        self.variant = variant_name(self.row, cfg.aio.select)
         self.trace_folder = aio_traces or _cli_samples_folder() or ""
         self._trace_stamp = _stamp()
         self._warned: set = set()
@@ -159,7 +169,7 @@ class VisLingInstructLmms(lmms):
             contexts, all_kwargs, visual_fns, doc_ids, tasks, splits = zip(*chunk)
             decoding, until = self._decoding(all_kwargs[0])
             samples = self._samples(contexts, visual_fns, doc_ids, tasks, splits)
-            texts, traces = self._model.generate(samples, return_traces=True, **decoding)
+            texts, traces = self.pipeline.generate(samples, decoding, return_traces=True)
             texts = [_cut(text, until) for text in texts]
             self._write_traces("generate_until", traces, doc_ids, tasks, splits)
             for context, kwargs, text in zip(contexts, all_kwargs, texts):
@@ -172,8 +182,8 @@ class VisLingInstructLmms(lmms):
     def generate_until_multi_round(self, requests) -> List[str]:
         raise NotImplementedError("VisLingInstruct answers single instructions; multi-round tasks are not supported")
 
-    def _decoding(self, gen_kwargs: Dict[str, Any]) -> Tuple[Dict[str, Any], List[str]]:
-        """``model.generate`` keyword arguments and stop strings from a task's ``generation_kwargs``."""
+    def _decoding(self, gen_kwargs: Dict[str, Any]) -> Tuple[Decoding, List[str]]:
+        """The decoding and the stop strings of a task's ``generation_kwargs``."""
         kwargs = dict(gen_kwargs or {})
         for key in sorted(set(kwargs) - set(GEN_KEYS)):
             self._warn_once(f"generation_kwargs[{key!r}] is not used by VisLingInstruct and is ignored")
@@ -188,14 +198,13 @@ class VisLingInstructLmms(lmms):
             self._warn_once("do_sample is set with temperature 0: sampling at temperature 1")
             temperature = 1.0
         top_p = kwargs.get("top_p")
-        decoding = {
-            **self.decoding,
-            "use_nucleus_sampling": sample,
-            "num_beams": int(kwargs.get("num_beams") or 1),
-            "max_length": int(kwargs.get("max_new_tokens") or self.max_new_tokens),
-            "top_p": 1.0 if top_p is None else float(top_p),
-            "temperature": temperature if sample else 1.0,
-        }
+        decoding = self.decoding.replace(
+            do_sample=sample,
+            num_beams=int(kwargs.get("num_beams") or 1),
+            max_new_tokens=int(kwargs.get("max_new_tokens") or self.max_new_tokens),
+            top_p=1.0 if top_p is None else float(top_p),
+            temperature=temperature if sample else 1.0,
+        )
         return decoding, [s for s in until if s]
 
     # ---------------------------------------------------------------------------------------- likelihoods
@@ -225,7 +234,7 @@ class VisLingInstructLmms(lmms):
             contexts, visual_fns, doc_ids, tasks, splits = zip(*(g["args"] for g in batch))
             samples = self._samples(contexts, visual_fns, doc_ids, tasks, splits)
             candidates = [[c.strip() for c in g["continuations"]] for g in batch]
-            out = self._model.predict_class(
+            out = self.pipeline.predict_class(
                 samples, candidates=candidates, score=self.score, chunk_size=self.chunk_size, return_traces=True,
                 return_greedy=True,
             )
@@ -325,6 +334,19 @@ def _model_options(
             out.append(f"llm.{name}=True")
     out += [item.strip() for item in str(options or "").split(";") if item.strip()]
     return out
+
+
+def _row(row: Optional[str], cfg, cmaa: Any, aio: Any):
+    """The run's row: ``row`` by name (``cmaa``/``aio``, when given, must agree with it), else the row of the
+    model's switches (which ``cmaa``/``aio`` have set)."""
+    if not row:
+        return row_for(cfg.cmaa.enabled, cfg.aio.mode, cfg.aio.order)
+    chosen = get_row(str(row))
+    mode = "off" if aio is False else aio
+    for name, given, wanted in (("cmaa", cmaa, chosen.cmaa), ("aio", mode, chosen.aio)):
+        if given is not None and given != wanted:
+            raise ValueError(f"{name}={given} contradicts row={chosen.name} ({name}={wanted}): give the row alone")
+    return chosen
 
 
 def _device(device: str, world_size: int) -> torch.device:
