@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), os.pardir))
 import lavis_vislinginstruct  # noqa: E402,F401
 from lavis.common.registry import registry  # noqa: E402
 
+from lavis_vislinginstruct.inference.rows import row_for  # noqa: E402
 from lavis_vislinginstruct.tasks.benchmarks import BENCHMARKS  # noqa: E402
 from lavis_vislinginstruct.tasks.evaluation import GenerationTask, RankingTask  # noqa: E402
 
@@ -61,19 +62,19 @@ def batch(family: str, index: int, size: int) -> Dict:
     return samples
 
 
-def task_for(family: str):
+def task_for(family: str, mode: str):
+    """The evaluation task of ``family`` for the row with CMAA on and AIO ``mode`` (a fresh pipeline)."""
+    row = row_for(True, mode)
     if family == "generation":
         bench = BENCHMARKS["gqa"]
-        return GenerationTask(bench, GenerationTask.settings_from({}, bench), {}, {}, {})
+        return GenerationTask(bench, GenerationTask.settings_from({}, bench), {}, {}, {}, row)
     bench = BENCHMARKS["iconqa"]
-    return RankingTask(bench, RankingTask.settings_from({}, bench), {}, {}, {})
+    return RankingTask(bench, RankingTask.settings_from({}, bench), {}, {}, {}, row)
 
 
 def throughput(model, family: str, mode: str, batches: int, size: int) -> float:
     """Samples per CPU second of ``valid_step`` over ``batches`` batches after one warm-up batch."""
-    task = task_for(family)
-    model.cfg.aio.mode = mode
-    model.instruction_optimizer.clear()
+    task = task_for(family, mode)
     task.valid_step(model, batch(family, 10_000, size))  # warm-up
     start = time.process_time()
     for index in range(batches):

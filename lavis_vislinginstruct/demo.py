@@ -25,7 +25,7 @@ measured on the world's held-out evaluation sets. Every step goes through the pr
 7. **Evaluation** (``eval_<set>.yaml`` through :func:`lavis_vislinginstruct.evaluate.main` with the spec) of the
    rows in :data:`ROWS`: vanilla (CMAA off, AIO off), + EMA, + EMA + Rewriting, + EMA + AIO, and + EMA + AIO with
    the two instructions' scores swapped for a random half of the samples, so the prompt's order carries no IAS
-   ranking (``model.aio.order=shuffled``).
+   ranking (``run.row=ema_aio_shuffled``).
 8. **Report**: :mod:`lavis_vislinginstruct.demo_analysis` computes every cell with a 95 % bootstrap interval,
    paired differences, AIO's own figures and the IAS premise; :mod:`lavis_vislinginstruct.demo_report` writes
    ``results.json``, ``results.md`` and ``ablation.png``, and README's results block (``--readme``).
@@ -59,7 +59,9 @@ from lavis_vislinginstruct.demo_stages import (
     write_initialization,
     write_spec,
 )
-from lavis_vislinginstruct.tasks.benchmarks import ORDER, VARIANTS
+from lavis_vislinginstruct.inference.rows import ROWS as ROW_DEFINITIONS
+from lavis_vislinginstruct.inference.rows import Row
+from lavis_vislinginstruct.tasks.benchmarks import ORDER
 from lavis_vislinginstruct.world import generate_world
 from lavis_vislinginstruct.world.writer import read_comparison_candidates, write_comparison_training
 
@@ -69,21 +71,8 @@ IMAGE_SIZE = 32
 STEPS = 8
 
 
-@dataclass(frozen=True)
-class Row:
-    """One row of the demo's table: the ablation switches (``--options``) and its label."""
-
-    cmaa: bool
-    aio: str
-    order: str
-    label: str
-
-
-#: Table 2's four rows and the shuffled-order ablation, in table order.
-ROWS: Dict[str, Row] = {
-    **{name: Row(cmaa, aio, "ias", label) for name, (cmaa, aio, label) in VARIANTS.items()},
-    "ema_aio_shuffled": Row(True, "full", "shuffled", "+ EMA + AIO, scores in random order"),
-}
+#: Table 2's four rows and the shuffled-order ablation, in table order (the one definition of a row).
+ROWS: Dict[str, Row] = dict(ROW_DEFINITIONS)
 LABELS = {name: row.label for name, row in ROWS.items()}
 
 
@@ -164,13 +153,8 @@ def _step(k: int, text: str, *args: Any) -> None:
 
 
 def row_options(row: str) -> List[str]:
-    """The ``--options`` of one row of :data:`ROWS` (on top of the model spec)."""
-    spec = ROWS[row]
-    options = [f"model.cmaa.enabled={spec.cmaa}", f"model.aio.mode={spec.aio}", f"model.aio.order={spec.order}",
-               "model.aio.guard=none", f"run.job_id={row}"]
-    if not spec.cmaa:
-        options.append('model.finetuned=""')  # vanilla: InstructBLIP, without the EMA projection
-    return options
+    """The ``--options`` of one row of :data:`ROWS` (on top of the model spec, which loads both projections)."""
+    return [f"run.row={ROWS[row].name}", "model.aio.guard=none", f"run.job_id={row}"]
 
 
 def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str]) -> Dict[str, Dict[str, Dict[str, Any]]]:
@@ -294,7 +278,7 @@ def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
     summary = {
         "size": asdict(size),
         "seed": seed,
-        "rows": {name: asdict(row) for name, row in ROWS.items()},
+        "rows": {name: {**row.to_dict(), "label": row.label} for name, row in ROWS.items()},
         "table": {row: {b: s["value"] for b, s in per.items()} for row, per in results.items()},
         **figures,
         "baselines": base_levels,

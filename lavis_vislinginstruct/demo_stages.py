@@ -95,7 +95,7 @@ def train_stage(
 def score_comparison_pairs(
     world: str, pairs: Sequence[Dict[str, Any]], checkpoint: str, batch_size: int = 64
 ) -> Dict[str, Tuple[float, float]]:
-    """The model's own IAS (``model.instruction_alignment_score``) of both instructions of every comparison pair.
+    """The model's own IAS (``model.pipeline().alignment_scores``) of both instructions of every comparison pair.
 
     The model is stage A as it is evaluated as the vanilla row (CMAA off); images are the pairs' training images.
 
@@ -112,8 +112,8 @@ def score_comparison_pairs(
         batch = pairs[start : start + batch_size]
         image = torch.stack([vis["eval"](load_image(os.path.join(images, p["image"]))) for p in batch])
         with torch.no_grad():
-            initial = model.instruction_alignment_score({"image": image}, [p["initial"] for p in batch]).tolist()
-            rewritten = model.instruction_alignment_score({"image": image}, [p["rewritten"] for p in batch]).tolist()
+            initial = model.pipeline().alignment_scores({"image": image}, [p["initial"] for p in batch]).tolist()
+            rewritten = model.pipeline().alignment_scores({"image": image}, [p["rewritten"] for p in batch]).tolist()
         scores.update({p["id"]: (a, b) for p, a, b in zip(batch, initial, rewritten)})
     return scores
 
@@ -151,11 +151,12 @@ def merge_checkpoints(path: str, stage_a: str, stage_a2: str) -> str:
 
 
 def write_spec(out: str, base: str, projection: str) -> str:
-    """``<out>/model.yaml``: the trained demo model (VisLingInstruct with AIO full, guard none)."""
+    """``<out>/model.yaml``: the trained demo model's weights (InstructBLIP stand-in and EMA projection) and AIO's
+    guard (none, the paper's); a spec names weights, not rows: entry points choose the row."""
     from lavis_vislinginstruct.models.spec import write_model_spec
 
     model = {"arch": ARCH, "model_type": MODEL_TYPE, "checkpoint": base, "finetuned": projection,
-             "cmaa": {"enabled": True}, "aio": {"mode": "full", "guard": "none"}}
+             "aio": {"guard": "none"}}
     comment = ("The demo's trained VisLingInstruct (python -m lavis_vislinginstruct.demo): stage A + A2 weights\n"
                "(InstructBLIP stand-in) and the EMA projection of stage B. Use it with --model-spec, e.g.\n"
                "python -m lavis_vislinginstruct.optimize --model-spec demo_output/model.yaml --image IMAGE "

@@ -124,8 +124,13 @@ def test_demo_mix_is_mostly_common_phrasings(tmp_path):
     assert os.path.isfile(demo_stages.project_file("stage_a2.yaml"))
 
 
-def test_row_options_switch_the_ablation():
-    assert "model.aio.order=shuffled" in demo.row_options("ema_aio_shuffled")
-    vanilla = demo.row_options("vanilla")
-    assert "model.cmaa.enabled=False" in vanilla and 'model.finetuned=""' in vanilla
-    assert all("model.aio.guard=none" in demo.row_options(row) for row in demo.ROWS)
+def test_row_options_name_the_row_and_nothing_else():
+    from lavis_vislinginstruct.inference.rows import ROWS
+
+    assert demo.ROWS == ROWS  # the demo's table has the one definition of a row
+    assert "run.row=ema_aio_shuffled" in demo.row_options("ema_aio_shuffled")
+    for row in demo.ROWS:
+        options = demo.row_options(row)
+        assert "model.aio.guard=none" in options and f"run.row={row}" in options
+        assert not any(o.startswith(("model.cmaa", "model.aio.mode", "model.aio.order", "model.finetuned"))
+                       for o in options)  # one loaded spec serves every row

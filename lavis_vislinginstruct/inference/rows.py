@@ -51,7 +51,7 @@ ROWS: Dict[str, Row] = {
         Row("ema", "+ EMA", cmaa=True, projection="finetuned", aio="off"),
         Row("ema_rewrite", "+ EMA + Rewriting", cmaa=True, projection="finetuned", aio="rewrite"),
         Row("ema_aio", "+ EMA + AIO (Rewriting + Comparison)", cmaa=True, projection="finetuned", aio="full"),
-        Row("ema_aio_shuffled", "+ EMA + AIO, comparison scores shuffled", cmaa=True, projection="finetuned",
+        Row("ema_aio_shuffled", "+ EMA + AIO, scores in random order", cmaa=True, projection="finetuned",
             aio="full", order="shuffled"),
     )
 }

@@ -11,7 +11,7 @@ the world writes comparison prompts in exactly that format:
    first phrasing, a common phrasing -> the next one). Both keep the content. The world writes them with their
    images (``llava_instruct_150k/comparison_candidates.json``).
 2. The demo scores both instructions of every pair with the model's own IAS after a first training phase
-   (``model.instruction_alignment_score``: the mean NLL of the instruction after the image and the Appendix C
+   (``VisLingInstructPipeline.alignment_scores``: the mean NLL of the instruction after the image and the Appendix C
    prompt), not with a proxy.
 3. :func:`comparison_records` writes one conversation per pair: the human turn is the comparison prompt with those
    scores (ordered by IAS, as AIO orders them), the answer is the instruction the model scored lower. The order is

@@ -1,0 +1,130 @@
+"""One model, one inference path (issue "One model, one inference path"): the rows of Table 2 on one loaded model,
+tokenizers nobody else's call changes, and each visual prefix computed once per call."""
+import dataclasses
+
+import pytest
+import torch
+
+from conftest import build_tiny
+from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
+from lavis_vislinginstruct.inference.rows import ROWS, TABLE2, get_row, row_for
+from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
+from lavis_vislinginstruct.models.generation import Decoding
+from lavis_vislinginstruct.models.loading import load_with_options
+
+QUESTIONS = ["Question: what colour is the circle? Short answer:", "Question: how many shapes? Short answer:"]
+GREEDY = dict(num_beams=1, max_length=4, repetition_penalty=1.0)
+
+
+@pytest.fixture
+def weights(arch, tmp_path):
+    """An InstructBLIP-like checkpoint and a fine-tuned projection over it (different weights)."""
+    torch.manual_seed(7)
+    model = build_tiny(arch)
+    base = tmp_path / "base.pth"
+    torch.save({"model": model.full_state_dict()}, base)
+    with torch.no_grad():
+        model.proj.weight.add_(torch.randn_like(model.proj.weight) * 0.5)
+    finetuned = tmp_path / "finetuned.pth"
+    torch.save(trainable_state_dict(model), finetuned)
+    return str(base), str(finetuned)
+
+
+def loaded(arch, *options):
+    return load_with_options(arch, "tiny", list(options))[0]
+
+
+def test_rows_are_defined_once():
+    assert list(ROWS) == ["vanilla", "ema", "ema_rewrite", "ema_aio", "ema_aio_shuffled"]
+    assert TABLE2 == ("vanilla", "ema", "ema_rewrite", "ema_aio")
+    vanilla, ema_aio = get_row("vanilla"), get_row("ema_aio")
+    assert (vanilla.cmaa, vanilla.projection, vanilla.aio) == (False, "base", "off")
+    assert (ema_aio.cmaa, ema_aio.projection, ema_aio.aio, ema_aio.order) == (True, "finetuned", "full", "ias")
+    assert get_row("ema_aio_shuffled").order == "shuffled"
+    assert row_for(True, "rewrite") is ROWS["ema_rewrite"] and row_for(False, "off") is ROWS["vanilla"]
+    with pytest.raises(ValueError, match="unknown row 'ema_plus'; rows: vanilla, ema"):
+        get_row("ema_plus")
+
+
+def test_one_loaded_model_answers_every_row_as_separately_configured_models(arch, weights, images):
+    base, finetuned = weights
+    model = loaded(arch, f"checkpoint={base}", f"finetuned={finetuned}", "aio.max_new_tokens=5")
+    samples = {"image": images[:2], "text_input": QUESTIONS}
+    decoding = Decoding.from_lavis(**GREEDY)
+    for name, row in ROWS.items():
+        got, traces = VisLingInstructPipeline(model, name, decoding).generate(dict(samples), return_traces=True)
+        # the same row as its own run: a model configured with the row's switches and only the row's projection
+        options = [f"checkpoint={base}", f"cmaa.enabled={row.cmaa}", f"aio.mode={row.aio}",
+                   f"aio.order={row.order}", "aio.max_new_tokens=5"]
+        if row.projection == "finetuned":
+            options.append(f"finetuned={finetuned}")
+        separate = loaded(arch, *options)
+        expected, expected_traces = separate.generate(dict(samples), return_traces=True, **GREEDY)
+        assert got == expected, name
+        strip = [{k: v for k, v in t.to_dict().items() if k != "timings"} for t in traces]
+        assert strip == [{k: v for k, v in t.to_dict().items() if k != "timings"} for t in expected_traces], name
+    # the rows differ where they should: vanilla reads InstructBLIP's projection, EMA the fine-tuned one
+    embeds = model.encode_image(images[:1])
+    vanilla = VisLingInstructPipeline(model, "vanilla").backend.visual_prefix(embeds, [0], QUESTIONS[:1])[0]
+    ema = VisLingInstructPipeline(model, "ema").backend.visual_prefix(embeds, [0], QUESTIONS[:1])[0]
+    assert vanilla.shape[1] * 2 == ema.shape[1] and not torch.allclose(vanilla, ema[:, : vanilla.shape[1]])
+
+
+def _sides(model):
+    toks = [model.tokenizer] + ([model.llm_tokenizer] if model.cfg.llm.family == "decoder_only"
+                                else [model.t5_tokenizer, model.t5_output_tokenizer])
+    return [(t.padding_side, t.truncation_side) for t in toks], toks
+
+
+def test_no_public_call_changes_a_shared_tokenizer(arch, images):
+    model = build_tiny(arch).eval()
+    _, toks = _sides(model)
+    for tok, sides in zip(toks, [("left", "right"), ("right", "right"), ("left", "left")]):
+        tok.padding_side, tok.truncation_side = sides  # whatever the user set
+    before, _ = _sides(model)
+    samples = {"image": images[:2], "text_input": QUESTIONS, "text_output": ["red", "two"]}
+    with torch.no_grad():
+        model(samples)
+        model.generate(dict(samples), max_length=3, num_beams=1)
+        model.predict_answers(dict(samples), max_len=3, num_beams=1)
+        model.predict_class(dict(samples), [["red", "blue"], ["one", "two"]])
+        pipeline = VisLingInstructPipeline(model, "ema_aio", aio=dataclasses.replace(model.cfg.aio, max_new_tokens=3))
+        pipeline.generate(dict(samples), Decoding(max_new_tokens=3, num_beams=1))
+        pipeline.predict_class(dict(samples), [["red", "blue"], ["one", "two"]])
+        pipeline.alignment_scores({"image": images[:2]}, QUESTIONS)
+    assert _sides(model)[0] == before
+
+
+class _Canned:
+    """The adapter's generate with canned rewrites and comparison outputs; answers are real."""
+
+    def __init__(self, model, compare):
+        self.real, self.compare, self.model = model.adapter.generate, compare, model
+        model.adapter.generate = self
+
+    def __call__(self, prefix, mask, prompts, *args, **kwargs):
+        if prefix is None:
+            return ["Rewritten: " + p[-20:] for p in prompts]
+        if prompts[0].endswith(self.model.cfg.aio.compare_cue):
+            return [self.compare for _ in prompts]
+        return self.real(prefix, mask, prompts, *args, **kwargs)
+
+
+@pytest.mark.parametrize("select, compare, computed", [
+    ("generated", "", 2),  # empty output: the best-IAS of initial and rewritten is used, its prefix is reused
+    ("generated", "Describe it.", 2),  # the content guard falls back to the initial instruction
+    ("best_ias", "Name the colour of the circle.", 3),  # the optimized one's IAS prefix serves the answer
+])
+def test_each_visual_prefix_is_computed_once_per_call(arch, images, monkeypatch, select, compare, computed):
+    model = build_tiny(arch).eval()
+    _Canned(model, compare)
+    texts = []
+    real = model.visual_prefix
+    monkeypatch.setattr(model, "visual_prefix", lambda e, t, *a, **k: texts.extend(t) or real(e, t, *a, **k))
+    aio = dataclasses.replace(model.cfg.aio, guard="content", select=select, max_new_tokens=4)
+    samples = {"image": images[:2], "text_input": QUESTIONS, "keep_spans": [["what colour"], ["how many"]]}
+    with torch.no_grad():
+        _, traces = VisLingInstructPipeline(model, "ema_aio", aio=aio).generate(
+            samples, Decoding(max_new_tokens=3, num_beams=1), return_traces=True)
+    assert len(texts) == computed * len(QUESTIONS)  # (image, instruction) pairs, each once
+    assert {t.used for t in traces} <= set(texts)  # the answer read a prefix computed for AIO
