@@ -82,8 +82,7 @@ def check_row(cfg) -> Row:
 
     Raises:
         ValueError: A model spec or ``--options`` entry sets ``cmaa.enabled``/``aio.mode``/``aio.order`` against
-            ``run.row`` (or a spec sets one against the project config), or a row with CMAA on would run without a
-            fine-tuned projection.
+            ``run.row``, or a spec sets one against the project config.
     """
     args = cfg.args
     spec = getattr(args, "model_spec", None)
@@ -112,16 +111,23 @@ def check_row(cfg) -> Row:
                     f"names weights, not rows; choose the row with run.row (e.g. run.row={row.name}) and remove "
                     f"{key} from the spec"
                 )
+    return row
+
+
+def check_projection(cfg, row: Row) -> None:
+    """Refuse a row with CMAA on and no fine-tuned projection (module docstring), unless the model type is random
+    on purpose or the run allows it (``run.allow_untrained_projection``, or ``run.allow_random_weights``)."""
+    typed = VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
     untrained = row.projection == "finetuned" and row.cmaa and not typed.finetuned
     random_type = str(cfg.model_cfg.get("model_type")) in CheckpointContract.RANDOM_MODEL_TYPES
-    if untrained and not random_type and not cfg.run_cfg.get("allow_untrained_projection", False):
+    allowed = cfg.run_cfg.get("allow_untrained_projection", False) or cfg.run_cfg.get("allow_random_weights", False)
+    if untrained and not random_type and not allowed:
         raise ValueError(
             f"run.row={row.name} turns CMAA on, but no fine-tuned projection is loaded (model.finetuned is empty): "
             "InstructBLIP's projection was never trained with CMAA's extra tokens. Set model.finetuned to the "
             "checkpoint train.py wrote (ablation.sh/eval.sh: --finetuned PATH), or run.allow_untrained_projection="
             "True to run anyway"
         )
-    return row
 
 
 def _switches(options: List[str]) -> Dict[str, Any]:
@@ -160,12 +166,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     cfg, _, created = setup(argv)
     try:
         normalize_switches(cfg)
-        check_row(cfg)
+        row = check_row(cfg)
         job_id = default_job_id(cfg)
         task = tasks.setup_task(cfg)
         datasets = task.build_datasets(cfg)
         model = task.build_model(cfg)
         require_weights(cfg, model, "evaluate", frozen_only=False)
+        check_projection(cfg, row)
         runner = build_runner(cfg, job_id, task, model, datasets)
         logs = runner.evaluate(skip_reload=True)
     finally:

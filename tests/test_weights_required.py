@@ -51,8 +51,11 @@ def test_evaluating_a_demo_model_without_checkpoint_is_refused(tmp_path):
 
 def test_evaluating_a_demo_model_with_its_checkpoint_runs(tmp_path):
     cfg = demo_eval_config(tmp_path)
-    out = evaluate.main(["--cfg-path", str(cfg), "--options", f"model.checkpoint={demo_initialization(tmp_path)}"])
-    assert out["metrics"]["val"]["num_samples"] == 2
+    checkpoint = f"model.checkpoint={demo_initialization(tmp_path)}"
+    with pytest.raises(ValueError, match="run.row=ema turns CMAA on, but no fine-tuned projection is loaded"):
+        evaluate.main(["--cfg-path", str(cfg), "--options", checkpoint])  # CMAA on InstructBLIP's projection
+    out = evaluate.main(["--cfg-path", str(cfg), "--options", checkpoint, "run.row=vanilla"])
+    assert out["metrics"]["val"]["num_samples"] == 2 and out["metrics"]["val"]["model"]["row"] == "vanilla"
 
 
 def test_evaluating_with_random_weights_on_purpose_runs(tmp_path):
