@@ -128,3 +128,62 @@ def test_each_visual_prefix_is_computed_once_per_call(arch, images, monkeypatch,
             samples, Decoding(max_new_tokens=3, num_beams=1), return_traces=True)
     assert len(texts) == computed * len(QUESTIONS)  # (image, instruction) pairs, each once
     assert {t.used for t in traces} <= set(texts)  # the answer read a prefix computed for AIO
+
+
+# ------------------------------------------------------------------------------- evaluate.py and run.row
+
+
+def _eval(tmp_path, *options, spec=None):
+    from eval_fixtures import lay_out, tiny_config
+
+    from lavis_vislinginstruct import evaluate
+    from lavis_vislinginstruct.tasks import benchmarks as bm
+
+    if not (tmp_path / "cache").exists():
+        lay_out(bm.BENCHMARKS["gqa"].builder, tmp_path / "cache")
+    cfg = tiny_config("gqa", tmp_path, max_samples=2)
+    argv = ["--cfg-path", str(cfg)] + (["--model-spec", str(spec)] if spec else [])
+    return evaluate.main(argv + (["--options", *options] if options else []))
+
+
+@pytest.mark.parametrize("arch", ["vislinginstruct_vicuna"])
+def test_evaluate_runs_a_row_on_one_spec_as_a_separately_configured_run(arch, weights, tmp_path):
+    from lavis_vislinginstruct.models.spec import write_model_spec
+
+    base, finetuned = weights
+    spec = write_model_spec(str(tmp_path / "model.yaml"), {"arch": arch, "model_type": "tiny", "checkpoint": base,
+                                                           "finetuned": finetuned})
+    by_row = _eval(tmp_path, "run.row=vanilla", spec=spec)["metrics"]["val"]
+    assert by_row["model"]["row"] == "vanilla" and by_row["model"]["projection"] == "base"
+    assert by_row["model"]["projection_file"] == base and len(by_row["model"]["projection_sha256"]) == 64
+    # the old way: a model configured without the fine-tuned projection and with CMAA off
+    separate = _eval(tmp_path, f"model.checkpoint={base}", "model.cmaa.enabled=False", "run.job_id=separate")
+    predictions = [load_predictions(by_row), load_predictions(separate["metrics"]["val"])]
+    assert predictions[0] == predictions[1]
+    ema = _eval(tmp_path, "run.row=ema", spec=spec)["metrics"]["val"]
+    assert ema["model"]["projection_file"] == finetuned and ema["model"]["cmaa"] is True
+
+
+def load_predictions(summary):
+    import json
+
+    with open(summary["files"]["predictions"]) as handle:
+        return [(r["instance_id"], r["prediction"]) for r in json.load(handle)]
+
+
+@pytest.mark.parametrize("arch", ["vislinginstruct_vicuna"])
+def test_a_spec_names_weights_not_rows(arch, tmp_path):
+    """Issue 22, row 11: a spec saying ``aio.mode: full`` on a config saying ``off`` ran the AIO row silently."""
+    from lavis_vislinginstruct.models.spec import write_model_spec
+
+    spec = write_model_spec(str(tmp_path / "model.yaml"), {"arch": arch, "model_type": "tiny",
+                                                           "aio": {"mode": "full"}})
+    with pytest.raises(ValueError, match=r"model spec .*model.yaml sets model.aio.mode=full, but .* sets off: a model "
+                                         r"spec names weights, not rows; choose the row with run.row"):
+        _eval(tmp_path, spec=spec)
+    with pytest.raises(ValueError, match=r"sets model.aio.mode=full, but run.row=ema runs model.aio.mode=off"):
+        _eval(tmp_path, "run.row=ema", spec=spec)
+    with pytest.raises(ValueError, match=r"--options sets model.cmaa.enabled=False, but run.row=ema_aio runs"):
+        _eval(tmp_path, "run.row=ema_aio", "model.cmaa.enabled=False")
+    out = _eval(tmp_path, "run.row=ema_aio", spec=spec)["metrics"]["val"]  # the spec agrees with the row
+    assert out["variant"] == "ema_aio" and out["aio"]["samples"] == 2

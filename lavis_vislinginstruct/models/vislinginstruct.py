@@ -135,6 +135,14 @@ class VisLingInstruct(CheckpointContract, BaseModel):
         ``state_dict()``, so checkpoints keep their keys."""
         self.register_buffer("base_proj_weight", self.proj.weight.detach().clone(), persistent=False)
         self.register_buffer("base_proj_bias", self.proj.bias.detach().clone(), persistent=False)
+        self.base_projection_source = self.weight_sources.get(f"{self.adapter.proj_attr}.weight", "")
+
+    def projection_source(self, projection: str) -> str:
+        """The file the ``base`` or ``finetuned`` projection was loaded from ("" when none: random weights)."""
+        choice(projection, PROJECTIONS, "projection")
+        if projection == "base" and self.has_base_projection:
+            return self.base_projection_source
+        return self.weight_sources.get(f"{self.adapter.proj_attr}.weight", "")
 
     @property
     def has_base_projection(self) -> bool:

@@ -57,7 +57,7 @@ from ..inference.rows import Row
 from ..models.config import VisLingInstructCfg
 from ..models.generation import Decoding
 from .benchmarks import Benchmark, benchmark_for, run_row, variant_name
-from .result_store import PredictionStore, merge_records, with_weight_digests
+from .result_store import PredictionStore, file_digest, merge_records, with_weight_digests
 
 logger = logging.getLogger(__name__)
 
@@ -200,6 +200,7 @@ class VliEvalTask(BaseTask):
         if remembered:
             logger.info("AIO: %d rewrites of finished samples reused", remembered)
 
+        self.model_info.update(projection_record(model, self.row))
         if cuda_enabled is None:
             cuda_enabled = next(model.parameters()).is_cuda
         start, written = time.time(), 0
@@ -410,6 +411,12 @@ def _remember_rewrites(pipeline: VisLingInstructPipeline, records: List[Dict[str
     one); returns how many."""
     pairs = [(r["aio"]["initial"], r["aio"]["rewritten"]) for r in records if r.get("aio")]
     return pipeline.optimizer.remember(pairs) if pairs else 0
+
+
+def projection_record(model, row: Row) -> Dict[str, Any]:
+    """Which projection file the row's answers read, and its SHA-256 (empty for random weights)."""
+    path = model.projection_source(row.projection)
+    return {"projection_file": path, "projection_sha256": file_digest(path) if path and os.path.isfile(path) else ""}
 
 
 def _without_row_switches(model: Dict[str, Any]) -> Dict[str, Any]:
