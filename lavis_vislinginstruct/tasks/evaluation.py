@@ -27,7 +27,8 @@ The summary counts how often AIO changed the instruction, lost task content and 
 
 Run keys read here (``run:`` section): ``row``, ``benchmark`` (default: inferred from the dataset), ``test_splits``
 (default: the benchmark's split), ``resume`` (default True), ``max_samples`` (first N samples only; 0 = all),
-generation: ``inference_method``, ``num_beams``, ``max_len``, ``min_len``, ``length_penalty``, ``repetition_penalty``; ranking:
+generation: ``inference_method``, ``num_beams``, ``max_len``, ``min_len``, ``length_penalty``,
+``repetition_penalty`` (translated into the run's :class:`~lavis_vislinginstruct.models.generation.Decoding`); ranking:
 ``score`` (``sum`` (default) | ``mean`` NLL per candidate, :meth:`RankingTask.settings_from`), ``chunk_size``;
 Visual Dialog: ``visdial_dense_annotations`` (NDCG). ``run.task`` picks the protocol: each benchmark runs with the
 paper's (section 4.3), and VSR also with ``vli_ranking`` (:mod:`.benchmarks`).
