@@ -2,6 +2,7 @@
 
 ``import lavis_vislinginstruct`` registers the models, processors, datasets, tasks and runners with LAVIS's
 registry, after which ``lavis.models.load_model_and_preprocess("vislinginstruct_vicuna", "vicuna7b")`` works.
+:class:`VisLingInstructPipeline` answers with a loaded model as one row of Table 2 (AIO around the model).
 """
 import importlib
 import logging
@@ -22,3 +23,5 @@ for _name in _SUBPACKAGES:
         if err.name != f"{__name__}.{_name}":
             raise
         logging.getLogger(__name__).debug("subpackage %s not present", _name)
+
+from .inference import ROWS, VisLingInstructPipeline  # noqa: E402,F401
