@@ -187,3 +187,28 @@ def test_a_spec_names_weights_not_rows(arch, tmp_path):
         _eval(tmp_path, "run.row=ema_aio", "model.cmaa.enabled=False")
     out = _eval(tmp_path, "run.row=ema_aio", spec=spec)["metrics"]["val"]  # the spec agrees with the row
     assert out["variant"] == "ema_aio" and out["aio"]["samples"] == 2
+
+
+def test_a_very_long_instruction_is_cut_where_training_cuts_it_and_recorded(images, caplog):
+    """Issue 22, row 1: a 5,000-word instruction reached the LLM whole (6,450 tokens past a 512-token context)."""
+    model = build_tiny("vislinginstruct_vicuna").eval()
+    long = " ".join(["what colour is the circle"] * 1000)  # 5,000 words
+    limit = model.cfg.qformer.max_txt_len
+    seen = []
+    real = model.llm.forward
+    model.llm.forward = lambda *a, **k: seen.append((k.get("inputs_embeds") if k.get("inputs_embeds") is not None
+                                                     else k["input_ids"]).shape[1]) or real(*a, **k)
+    pipeline = VisLingInstructPipeline(model, "ema")
+    with caplog.at_level("WARNING", logger="lavis_vislinginstruct.inference.pipeline"):
+        for _ in range(2):
+            _, (trace,) = pipeline.generate({"image": images[:1], "text_input": [long]},
+                                            Decoding(max_new_tokens=2, num_beams=1), return_traces=True)
+    tokens = len(model.llm_tokenizer(long).input_ids)
+    assert trace.truncated == {"qformer": [len(model.tokenizer(long).input_ids), limit], "llm": [tokens, limit]}
+    prefix = 2 * model.cfg.qformer.num_query_token
+    assert seen[0] == prefix + limit  # the LLM read the visual tokens and the instruction's last max_txt_len tokens
+    warned = [r.getMessage() for r in caplog.records if "the LLM reads" in r.getMessage()]
+    assert len(warned) == 1 and f"first: {tokens} tokens" in warned[0]  # once per run
+    # ... and what it read is the instruction's end, as training's left truncation keeps it
+    kept = model.adapter._prompt_tok([long], truncation=True, max_length=limit).input_ids[0]
+    assert kept[0] == model.llm_tokenizer.bos_token_id and kept[1:] == model.llm_tokenizer(long).input_ids[-limit + 1:]

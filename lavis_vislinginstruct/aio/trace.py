@@ -37,7 +37,8 @@ class AIOTrace:
         guard_fired: Whether the content guard replaced the proposed instruction.
         notes: Anything else worth knowing (truncation of long instructions), as text for a person.
         truncated: What was cut, as data: ``{"qformer": [tokens, limit]}`` when the initial instruction is longer
-            than the Q-Former reads (its start is cut).
+            than the Q-Former reads, ``{"llm": [tokens, limit]}`` when the answer's LLM prompt is longer than the
+            LLM reads (the start is cut in both).
         timings: Seconds per stage (:data:`STAGES`) for the batch the sample was in, and ``batch`` (its size).
     """
 

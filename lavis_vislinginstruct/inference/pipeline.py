@@ -20,7 +20,7 @@ and so its rewrite cache; a call keeps nothing else.
 import dataclasses
 import logging
 import weakref
-from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 import torch
 
@@ -34,8 +34,9 @@ from .rows import Row, get_row
 
 logger = logging.getLogger(__name__)
 
-#: Models whose long instructions were already reported: a warning once per model, later cases at debug level.
-_REPORTED: "weakref.WeakSet" = weakref.WeakSet()
+#: Per model, the parts (``qformer``, ``llm``) whose long instructions were already reported: a warning once per model
+#: and part, later cases at debug level (a process evaluates one model, so once per run).
+_REPORTED: "weakref.WeakKeyDictionary[Any, Set[str]]" = weakref.WeakKeyDictionary()
 
 
 @dataclasses.dataclass
@@ -146,6 +147,7 @@ class VisLingInstructPipeline:
                 prompts = used
             elif len(prompts) != len(used):
                 raise ValueError(f"{len(used)} samples but {len(prompts)} LLM prompts")
+            self._note_llm_cut(prepared.traces, prompts)
             prefix, mask = self.backend.visual_prefix(prepared.features, range(len(used)), used)
             decoding = decoding or self.decoding
             return self.model.adapter.generate(prefix, mask, list(prompts), decoding, streamer=streamer)
@@ -172,6 +174,7 @@ class VisLingInstructPipeline:
         prepared = self.prepare(samples)
         try:
             used = prepared.used
+            self._note_llm_cut(prepared.traces, used)
             prefix, mask = self.backend.visual_prefix(prepared.features, range(n), used)
             out = self.model.rank(prefix, mask, used, cands, score, chunk_size, return_greedy)
         finally:
@@ -204,15 +207,27 @@ class VisLingInstructPipeline:
         self._report_truncation(traces)
         return features, traces
 
-    def _report_truncation(self, traces: List[AIOTrace]) -> None:
-        """Warn once per model when instructions are longer than the Q-Former reads (later cases: debug log)."""
-        cut = [t for t in traces if "qformer" in t.truncated]
+    def _note_llm_cut(self, traces: List[AIOTrace], prompts: Sequence[str]) -> None:
+        """Record in each trace an LLM prompt longer than the adapter keeps (its start is cut), and report it."""
+        limit = self.model.adapter.prompt_limit()
+        if limit is None:
+            return
+        for trace, n in zip(traces, self.model.adapter.token_counts(prompts)):
+            if n > limit:
+                trace.truncated["llm"] = [n, limit]
+        self._report_truncation(traces, "llm")
+
+    def _report_truncation(self, traces: List[AIOTrace], part: str = "qformer") -> None:
+        """Warn once per model and part when instructions are cut (later cases: debug log); traces hold each case."""
+        cut = [t for t in traces if part in t.truncated]
         if not cut:
             return
-        level = logging.DEBUG if self.model in _REPORTED else logging.WARNING
-        n, limit = cut[0].truncated["qformer"]
+        reported = _REPORTED.setdefault(self.model, set())
+        level = logging.DEBUG if part in reported else logging.WARNING
+        n, limit = cut[0].truncated[part]
+        what = "the Q-Former reads (qformer.max_txt_len" if part == "qformer" else "the LLM reads (qformer.max_txt_len"
         logger.log(
-            level, "%d of %d instructions are longer than qformer.max_txt_len=%d tokens and are cut (first: %d "
-            "tokens). Reported once; AIO traces record each case.", len(cut), len(traces), limit, n,
+            level, "%d of %d instructions are longer than %s=%d tokens): their start is cut (first: %d tokens). "
+            "Reported once; the traces record each case (trace.truncated).", len(cut), len(traces), what, limit, n,
         )
-        _REPORTED.add(self.model)
+        reported.add(part)

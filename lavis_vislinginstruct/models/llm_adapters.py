@@ -17,7 +17,7 @@ their tokenizers, configured once.
 """
 import contextlib
 import copy
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
 from transformers import TextIteratorStreamer
@@ -72,6 +72,10 @@ class LLMAdapter:
         """LLM tokens of each text (special tokens included, as prompts are tokenized)."""
         return [len(ids) for ids in self.tokenizer(list(texts)).input_ids]
 
+    def prompt_limit(self) -> Optional[int]:
+        """Most LLM tokens of a prompt at inference (longer ones lose their start), or None when none is cut."""
+        return None
+
 
 def configured(tokenizer, **sides: str):
     """A private copy of ``tokenizer`` with the given ``padding_side``/``truncation_side``."""
@@ -103,12 +107,19 @@ class DecoderOnlyAdapter(LLMAdapter):
     def __init__(self, lm, tokenizer, max_txt_len, max_output_txt_len):
         super().__init__(lm, max_txt_len, max_output_txt_len)
         self.tokenizer = tokenizer  # read only (counts, streaming); calls use the configured copies below
-        self._prompt_tok = configured(tokenizer, padding_side="left")  # generation and ranking prompts
+        # generation and ranking prompts: cut from the left at max_txt_len, as training cuts the instruction
+        self._prompt_tok = configured(tokenizer, padding_side="left", truncation_side="left")
         self._input_tok = configured(tokenizer, padding_side="right", truncation_side="left")  # loss/NLL inputs
         self._output_tok = configured(tokenizer, padding_side="right", truncation_side="right")  # their targets
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
+
+    def prompt_limit(self) -> Optional[int]:
+        """``max_txt_len``: a generation or ranking prompt keeps its last ``max_txt_len`` tokens, where training cuts
+        the instruction (LAVIS's and the official ``forward``; their ``generate`` cuts nothing, which lets a long
+        instruction run past the LLM's context)."""
+        return self.max_txt_len
 
     def _join(self, texts: Sequence[str], continuations: Sequence[str], add_eos: bool):
         """LAVIS's ``concat_text_input_output``: per row ``[text][continuation (no bos)][pads]`` and labels."""
@@ -173,7 +184,9 @@ class DecoderOnlyAdapter(LLMAdapter):
         """
         gen_kwargs = decoding.hf_kwargs()
         tok = self._prompt_tok
-        llm_tokens = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
+        llm_tokens = tok(
+            list(prompts), padding="longest", truncation=True, max_length=self.max_txt_len, return_tensors="pt"
+        ).to(self.device)
         with self.autocast():
             embeds = self.embed(llm_tokens.input_ids)
             if prefix is not None:
@@ -215,7 +228,8 @@ class DecoderOnlyAdapter(LLMAdapter):
             of its tokens is the argmax after the tokens before it (greedy decoding would produce it).
         """
         tok = self._prompt_tok
-        p = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
+        p = tok(list(prompts), padding="longest", truncation=True, max_length=self.max_txt_len, return_tensors="pt")
+        p = p.to(self.device)
         attention_mask = torch.cat([prefix_mask, p.attention_mask], dim=1)  # (B, T), T = P + Lp
         position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
         with self.autocast():
