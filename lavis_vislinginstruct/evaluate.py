@@ -21,6 +21,9 @@ with the set-up of :mod:`lavis_vislinginstruct.train` (process group, also gloo 
   unless its model type is random on purpose (``tiny``) or ``run.allow_random_weights=True``: such a run would
   score near zero without a word.
 
+On the command line, bad input is one ``error:`` line and exit status 2
+(:func:`~lavis_vislinginstruct.train.run_command`).
+
 ``main(argv)`` returns ``{"output_dir", "result_dir", "metrics": {split: summary}}``; the summaries are also in
 ``<result_dir>/<split>_metrics.json``, which ``python -m lavis_vislinginstruct.report`` turns into the paper's tables.
 """
@@ -35,7 +38,7 @@ from omegaconf import OmegaConf
 import lavis_vislinginstruct  # noqa: F401  (registers the plugin)
 from lavis_vislinginstruct.models.config import VisLingInstructCfg
 from lavis_vislinginstruct.tasks.benchmarks import benchmark_for, variant_name
-from lavis_vislinginstruct.train import build_runner, require_weights, setup
+from lavis_vislinginstruct.train import build_runner, checking_inputs, require_weights, run_command, setup
 
 logger = logging.getLogger(__name__)
 
@@ -68,12 +71,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Evaluate as the configuration says (module docstring)."""
     cfg, _, created = setup(argv)
     try:
-        normalize_switches(cfg)
-        job_id = default_job_id(cfg)
-        task = tasks.setup_task(cfg)
-        datasets = task.build_datasets(cfg)
-        model = task.build_model(cfg)
-        require_weights(cfg, model, "evaluate", frozen_only=False)
+        with checking_inputs():
+            normalize_switches(cfg)
+            job_id = default_job_id(cfg)
+            task = tasks.setup_task(cfg)
+            datasets = task.build_datasets(cfg)
+            model = task.build_model(cfg)
+            require_weights(cfg, model, "evaluate", frozen_only=False)
         runner = build_runner(cfg, job_id, task, model, datasets)
         logs = runner.evaluate(skip_reload=True)
     finally:
@@ -83,4 +87,4 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -24,7 +24,6 @@ The optimize CLI (and :func:`lavis_vislinginstruct.models.loading.load_with_opti
 its ``--options`` may leave out the ``model.`` prefix; with it, they are spelled as here.
 """
 import difflib
-import os
 import re
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -34,6 +33,7 @@ from lavis.common.registry import registry
 from lavis.common.utils import is_url
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from .models.checkpoint import check_resume_checkpoint
 from .models.config import LAVIS_KEYS, VisLingInstructCfg
 
 SECTIONS = ("model", "run", "datasets")
@@ -249,6 +249,7 @@ def check_config(cfg) -> VisLingInstructCfg:
     Raises:
         ValueError: Naming the key and what it accepts.
         FileNotFoundError: If ``run.resume_ckpt_path`` is a local path that does not exist.
+        ValueError: If it is not a checkpoint LAVIS's runner can resume from (``checkpoint.check_resume_checkpoint``).
     """
     check_run(cfg.run_cfg)
     return VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
@@ -269,8 +270,8 @@ def check_run(run_cfg) -> None:
             known = ", ".join(sorted(registry.mapping[mapping]))
             raise ValueError(f"run.{name} {value!r} is not a registered {what}; registered: {known}")
     path = run_cfg.get("resume_ckpt_path")
-    if path and not is_url(str(path)) and not os.path.isfile(os.path.expanduser(str(path))):
-        raise FileNotFoundError(f"run.resume_ckpt_path {path} not found")
+    if path and not is_url(str(path)):
+        check_resume_checkpoint(str(path))
 
 
 def check_run_value(name: str, value: Any) -> None:

@@ -43,6 +43,7 @@ from . import checkpoint as ckpt
 from .aio_backend import VisLingInstructBackend
 from .config import VisLingInstructCfg, choice
 from .cross_modal_attention import CrossModalAlignmentAttention
+from .inputs import candidate_lists, instruction_list
 from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
 from .qformer import build_qformer
 from .vision import build_vision_tower, freeze
@@ -317,7 +318,7 @@ class VisLingInstruct(BaseModel):
         if not torch.is_tensor(samples.get("image")):
             raise ValueError("samples['image'] must be a (B, 3, H, W) tensor")
         n = samples["image"].size(0)
-        cands = _per_sample_candidates(cands, n)
+        cands = candidate_lists(cands, n)
         image_embeds = self.encode_image(samples["image"])
         instructions, traces = self.instructions_for(samples, image_embeds, aio)
         prefix, prefix_mask = self.visual_prefix(image_embeds, instructions)
@@ -395,16 +396,8 @@ class VisLingInstruct(BaseModel):
         return instructions
 
     def _texts(self, samples: Dict[str, Any], key: str, allow_empty: bool = False, default: str = "") -> List[str]:
-        value = samples.get(key, default)
-        if isinstance(value, str):
-            n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else 1
-            value = [value] * n
-        value = list(value)
-        if not allow_empty:
-            for i, text in enumerate(value):
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"samples[{key!r}][{i}] is empty: every sample needs a non-empty instruction")
-        return value
+        n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else None
+        return instruction_list(samples, key, n, default=default, allow_empty=allow_empty)
 
     # --------------------------------------------------------------------- variants and chat (issue 12)
     # The web demo answers one instruction as Vanilla (InstructBLIP: its own projection, CMAA off) and as EMA (the
@@ -610,22 +603,6 @@ def build_llm(cfg: VisLingInstructCfg, vocab_size: int, meta: bool = False) -> n
     if not meta and model.get_input_embeddings().num_embeddings != vocab_size:
         model.resize_token_embeddings(vocab_size)
     return model
-
-
-def _per_sample_candidates(cands: Any, n: int) -> List[List[str]]:
-    if cands is None:
-        raise ValueError("predict_class needs candidates (argument or samples['candidates'])")
-    cands = list(cands)
-    if cands and all(isinstance(c, str) for c in cands):
-        cands = [cands] * n
-    if len(cands) != n:
-        raise ValueError(f"{n} samples but {len(cands)} candidate lists")
-    for i, c in enumerate(cands):
-        if len(c) == 0:
-            raise ValueError(f"sample {i} has an empty candidate list")
-        if any(not isinstance(x, str) or not x.strip() for x in c):
-            raise ValueError(f"sample {i} has an empty or non-string candidate")
-    return [list(c) for c in cands]
 
 
 @registry.register_model("vislinginstruct_vicuna")
