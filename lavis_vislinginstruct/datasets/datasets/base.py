@@ -3,6 +3,11 @@
 Every dataset parses its official annotation file once into a list of plain records (``self.annotation``); a
 record holds the image path and the already-normalized text fields. ``__getitem__`` loads the image and turns the
 record into a sample of the plugin's ``samples`` contract (``docs/design.md``).
+
+Bad files fail when the dataset is built, naming the file: an annotation file with no records (``[]``, ``{}``,
+empty) ``holds no samples``; a record without a field its reader needs names the file, the record and the field
+(:class:`Record`, which :func:`read_json`/:func:`read_jsonl` return, so every reader gets this without checks of
+its own).
 """
 
 import json
