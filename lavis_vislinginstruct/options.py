@@ -247,9 +247,9 @@ def check_config(cfg) -> VisLingInstructCfg:
     """Check the merged LAVIS ``Config``: run keys and values, and the model section (typed); returns the latter.
 
     Raises:
-        ValueError: Naming the key and what it accepts.
+        ValueError: Naming the key and what it accepts; for ``run.resume_ckpt_path``, a file that is not a checkpoint
+            LAVIS's runner can resume from (``checkpoint.check_resume_checkpoint``).
         FileNotFoundError: If ``run.resume_ckpt_path`` is a local path that does not exist.
-        ValueError: If it is not a checkpoint LAVIS's runner can resume from (``checkpoint.check_resume_checkpoint``).
     """
     check_run(cfg.run_cfg)
     return VisLingInstructCfg.from_omegaconf(cfg.model_cfg)
