@@ -17,7 +17,6 @@ import importlib.util
 import logging
 import os
 import re
-import zipfile
 from collections import Counter
 from typing import Dict, Iterable, List, Mapping, Optional
 
@@ -77,48 +76,6 @@ def _read_folder(path: str) -> Dict[str, torch.Tensor]:
     for f in files:
         state.update(read_state_dict(os.path.join(path, f)))
     return state
-
-
-#: What LAVIS's ``RunnerBase._load_checkpoint`` reads from ``run.resume_ckpt_path`` (its ``_save_checkpoint`` writes
-#: them, with ``config`` and ``scaler``).
-RESUME_KEYS = ("model", "optimizer", "epoch")
-
-
-def check_resume_checkpoint(path: str) -> None:
-    """Check that ``path`` is a checkpoint LAVIS's runner can resume from, before any run folder is made.
-
-    The file is read as the runner reads it (``torch.load`` with its defaults), memory-mapped when it is a zip
-    archive (what ``torch.save`` writes), so the tensors are not read into memory here.
-
-    Raises:
-        FileNotFoundError: ``<path> is not a checkpoint: no such file``.
-        ValueError: ``<path> is not a checkpoint: <reason>`` (unreadable by ``torch.load``, not a dict, or without
-            the ``model``, ``optimizer`` and ``epoch`` entries).
-    """
-    local = os.path.expanduser(path)
-    where = f"run.resume_ckpt_path {path} is not a checkpoint"
-    if not os.path.exists(local):
-        raise FileNotFoundError(f"{where}: no such file")
-    if os.path.isdir(local):
-        raise ValueError(f"{where}: it is a folder (give the checkpoint_<epoch>.pth file a training run wrote)")
-    archive = zipfile.is_zipfile(local)  # torch.save's format since PyTorch 1.6
-    try:
-        ckpt = torch.load(local, map_location="cpu", mmap=archive)
-    except Exception as err:  # noqa: BLE001 - any failure to read it means it is not a checkpoint; named below
-        detail = (str(err).strip().splitlines() or [""])[0][:200]
-        what = "torch.load cannot read it" if archive else "it is not a file torch.save wrote"
-        raise ValueError(f"{where}: {what} (torch.load: {type(err).__name__}: {detail})") from err
-    if not isinstance(ckpt, dict):
-        reason = f"it holds a {type(ckpt).__name__}, not a dict with {', '.join(map(repr, RESUME_KEYS))}"
-    elif any(key not in ckpt for key in RESUME_KEYS):
-        missing = [key for key in RESUME_KEYS if key not in ckpt]
-        shown = ", ".join(map(repr, list(ckpt)[:10])) or "nothing"
-        reason = f"it has no {', '.join(map(repr, missing))} entr{'y' if len(missing) == 1 else 'ies'} (it has {shown})"
-    elif not isinstance(ckpt["model"], dict):
-        reason = f"its 'model' entry is a {type(ckpt['model']).__name__}, not a state dict"
-    else:
-        return
-    raise ValueError(f"{where}: {reason}; resume from a checkpoint_<epoch>.pth a training run wrote")
 
 
 def load_state_dict_checked(
