@@ -5,6 +5,7 @@
     python evaluate.py --cfg-path projects/vislinginstruct/eval/gqa_flant5xl.yaml --options model.aio.mode=off
 """
 from lavis_vislinginstruct.evaluate import main
+from lavis_vislinginstruct.train import run_command
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

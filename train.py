@@ -4,7 +4,7 @@ python -m torch.distributed.run --nproc_per_node=8 train.py --cfg-path projects/
 python -m torch.distributed.run --nproc_per_node=2 train.py --cfg-path projects/vislinginstruct/train/tiny.yaml
 """
 
-from lavis_vislinginstruct.train import main
+from lavis_vislinginstruct.train import main, run_command
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -24,6 +24,9 @@ with the set-up of :mod:`lavis_vislinginstruct.train` (process group, also gloo 
   unless its model type is random on purpose (``tiny``) or ``run.allow_random_weights=True``: such a run would
   score near zero without a word.
 
+On the command line, bad input is one ``error:`` line and exit status 2
+(:func:`~lavis_vislinginstruct.train.run_command`).
+
 ``main(argv)`` returns ``{"output_dir", "result_dir", "metrics": {split: summary}}``; the summaries are also in
 ``<result_dir>/<split>_metrics.json``, which ``python -m lavis_vislinginstruct.report`` turns into the paper's tables.
 """
@@ -41,7 +44,7 @@ from lavis_vislinginstruct.models.checkpoint_contract import CheckpointContract
 from lavis_vislinginstruct.models.config import VisLingInstructCfg
 from lavis_vislinginstruct.models.spec import spec_options
 from lavis_vislinginstruct.tasks.benchmarks import benchmark_for, run_row, variant_name
-from lavis_vislinginstruct.train import build_runner, require_weights, setup
+from lavis_vislinginstruct.train import build_runner, checking_inputs, require_weights, run_command, setup
 
 #: Model settings a row decides: option key -> the row's attribute.
 ROW_SWITCHES = {
@@ -165,14 +168,15 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Evaluate as the configuration says (module docstring)."""
     cfg, _, created = setup(argv)
     try:
-        normalize_switches(cfg)
-        row = check_row(cfg)
-        job_id = default_job_id(cfg)
-        task = tasks.setup_task(cfg)
-        datasets = task.build_datasets(cfg)
-        model = task.build_model(cfg)
-        require_weights(cfg, model, "evaluate", frozen_only=False)
-        check_projection(cfg, row)
+        with checking_inputs():
+            normalize_switches(cfg)
+            row = check_row(cfg)
+            job_id = default_job_id(cfg)
+            task = tasks.setup_task(cfg)
+            datasets = task.build_datasets(cfg)
+            model = task.build_model(cfg)
+            require_weights(cfg, model, "evaluate", frozen_only=False)
+            check_projection(cfg, row)
         runner = build_runner(cfg, job_id, task, model, datasets)
         logs = runner.evaluate(skip_reload=True)
     finally:
@@ -182,4 +186,4 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

@@ -18,6 +18,7 @@ import torch
 
 import lavis_vislinginstruct  # noqa: F401  (registers the models)
 from lavis_vislinginstruct.aio.trace import format_trace
+from lavis_vislinginstruct.chat.launch import random_weights_notice
 from lavis_vislinginstruct.datasets.datasets.base import load_image
 from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
 from lavis_vislinginstruct.inference.rows import row_for
@@ -63,6 +64,9 @@ def main(argv: Optional[List[str]] = None) -> dict:
         model, vis, _ = load_with_options(args.model, args.model_type, args.options, args.device, args.model_spec)
     except (FileNotFoundError, ValueError) as err:
         raise SystemExit(f"error: {err}")
+    notice = random_weights_notice(model.cfg)
+    if notice:  # on stderr: stdout holds the trace (JSON with --json)
+        print(notice, file=sys.stderr)
     samples = {"image": vis["eval"](image).unsqueeze(0).to(args.device), "text_input": [args.instruction],
                "keep_spans": [args.keep]}
     aio = dataclasses.replace(model.cfg.aio, select=args.select or model.cfg.aio.select)

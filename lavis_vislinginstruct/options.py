@@ -13,7 +13,8 @@ would run, and label, Table 2's EMA row, and ``run.max_epochs=1`` would train th
   so an override would only be recorded, not built).
 * :func:`check_config` (the merged config): the run section, file and options alike, holds only keys of
   :data:`RUN_KEYS` with values of their type and choices (``run.score=median`` or ``run.max_samples=-1`` fail here,
-  not hours later); the model section is validated by the typed model config (every key and value, see
+  not hours later), and ``run.resume_ckpt_path`` is a checkpoint the runner can resume from (before
+  the run folder is made); the model section is validated by the typed model config (every key and value, see
   :mod:`lavis_vislinginstruct.models.config`).
 
 :data:`RUN_KEYS` is the one list of run keys: LAVIS 1.0.2's runners (``runner_base``, ``runner_iter``), its
@@ -26,10 +27,12 @@ its ``--options`` may leave out the ``model.`` prefix; with it, they are spelled
 import difflib
 import os
 import re
+import zipfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import lavis.common.optims  # noqa: F401  (registers LAVIS's learning-rate schedulers, checked in run.lr_sched)
+import torch
 from lavis.common.registry import registry
 from lavis.common.utils import is_url
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -250,7 +253,8 @@ def check_config(cfg) -> VisLingInstructCfg:
     """Check the merged LAVIS ``Config``: run keys and values, and the model section (typed); returns the latter.
 
     Raises:
-        ValueError: Naming the key and what it accepts.
+        ValueError: Naming the key and what it accepts; for ``run.resume_ckpt_path``, a file that is not a checkpoint
+            LAVIS's runner can resume from (:func:`check_resume_checkpoint`).
         FileNotFoundError: If ``run.resume_ckpt_path`` is a local path that does not exist.
     """
     check_run(cfg.run_cfg)
@@ -272,8 +276,50 @@ def check_run(run_cfg) -> None:
             known = ", ".join(sorted(registry.mapping[mapping]))
             raise ValueError(f"run.{name} {value!r} is not a registered {what}; registered: {known}")
     path = run_cfg.get("resume_ckpt_path")
-    if path and not is_url(str(path)) and not os.path.isfile(os.path.expanduser(str(path))):
-        raise FileNotFoundError(f"run.resume_ckpt_path {path} not found")
+    if path and not is_url(str(path)):
+        check_resume_checkpoint(str(path))
+
+
+#: What LAVIS's ``RunnerBase._load_checkpoint`` reads from ``run.resume_ckpt_path`` (its ``_save_checkpoint`` writes
+#: them, with ``config`` and ``scaler``).
+RESUME_KEYS = ("model", "optimizer", "epoch")
+
+
+def check_resume_checkpoint(path: str) -> None:
+    """Check that ``path`` is a checkpoint LAVIS's runner can resume from, before any run folder is made.
+
+    The file is read as the runner reads it (``torch.load`` with its defaults), memory-mapped when it is a zip
+    archive (what ``torch.save`` writes), so the tensors are not read into memory here.
+
+    Raises:
+        FileNotFoundError: ``<path> is not a checkpoint: no such file``.
+        ValueError: ``<path> is not a checkpoint: <reason>`` (unreadable by ``torch.load``, not a dict, or without
+            the ``model``, ``optimizer`` and ``epoch`` entries).
+    """
+    local = os.path.expanduser(path)
+    where = f"run.resume_ckpt_path {path} is not a checkpoint"
+    if not os.path.exists(local):
+        raise FileNotFoundError(f"{where}: no such file")
+    if os.path.isdir(local):
+        raise ValueError(f"{where}: it is a folder (give the checkpoint_<epoch>.pth file a training run wrote)")
+    archive = zipfile.is_zipfile(local)  # torch.save's format since PyTorch 1.6
+    try:
+        ckpt = torch.load(local, map_location="cpu", mmap=archive)
+    except Exception as err:  # noqa: BLE001 - any failure to read it means it is not a checkpoint; named below
+        detail = (str(err).strip().splitlines() or [""])[0][:200]
+        what = "torch.load cannot read it" if archive else "it is not a file torch.save wrote"
+        raise ValueError(f"{where}: {what} (torch.load: {type(err).__name__}: {detail})") from err
+    if not isinstance(ckpt, dict):
+        reason = f"it holds a {type(ckpt).__name__}, not a dict with {', '.join(map(repr, RESUME_KEYS))}"
+    elif any(key not in ckpt for key in RESUME_KEYS):
+        missing = [key for key in RESUME_KEYS if key not in ckpt]
+        shown = ", ".join(map(repr, list(ckpt)[:10])) or "nothing"
+        reason = f"it has no {', '.join(map(repr, missing))} entr{'y' if len(missing) == 1 else 'ies'} (it has {shown})"
+    elif not isinstance(ckpt["model"], dict):
+        reason = f"its 'model' entry is a {type(ckpt['model']).__name__}, not a state dict"
+    else:
+        return
+    raise ValueError(f"{where}: {reason}; resume from a checkpoint_<epoch>.pth a training run wrote")
 
 
 def check_run_value(name: str, value: Any) -> None:

@@ -17,16 +17,21 @@ the plugin's models, builders, tasks, runners and schedulers. Additions:
   model whose frozen weights no file provided is refused (``model.check_weights_loaded``; ``tiny`` is random on
   purpose, ``run.allow_random_weights=True`` overrides).
 
-``main(argv)`` returns the runner after training, so tests and benchmarks can read its ``output_dir``.
+``main(argv)`` returns the runner after training, so tests and benchmarks can read its ``output_dir``; it raises on
+bad input. On the command line (:func:`run_command`), bad input found before the run starts (a ``ValueError`` or
+``FileNotFoundError`` of the checks above, of the dataset readers or of model building) is one ``error:`` line on
+stderr and exit status 2, as argparse's own errors; every other error keeps its traceback.
 """
 
 import argparse
+import contextlib
 import datetime
 import logging
 import os
 import random
 import socket
-from typing import List, Optional, Tuple
+import sys
+from typing import Callable, Iterator, List, Optional, Tuple
 
 import lavis.common.optims  # noqa: F401  (registers LAVIS's learning-rate schedulers, as LAVIS's train.py does)
 import lavis.tasks as tasks
@@ -174,10 +179,39 @@ def check_device(run_cfg) -> None:
     if run_cfg.device == "cpu" and run_cfg.get("amp", False):
         raise ValueError("run.amp (fp16 autocast with a GradScaler) needs CUDA; set run.amp=False on a CPU")
     if str(run_cfg.device).startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError(
+        raise ValueError(
             f"run.device is {run_cfg.device!r} but no CUDA device is visible; on a CPU use "
             "projects/vislinginstruct/train/tiny.yaml or --options run.device=cpu run.runner=runner_vli run.amp=False"
         )
+
+
+@contextlib.contextmanager
+def checking_inputs() -> Iterator[None]:
+    """Mark a ``ValueError``/``FileNotFoundError`` raised inside as bad input, which :func:`run_command` prints as one
+    line. Only the steps before the run starts are wrapped: the checks of the config, data and model raise these
+    with messages that name the problem; once the run has started they may be bugs, which keep their traceback."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError) as err:
+        err.bad_input = True
+        raise
+
+
+def run_command(main_fn: Callable, argv: Optional[List[str]] = None) -> None:
+    """Run ``main_fn(argv)`` as a command: bad input ends it with ``error: <message>`` on stderr and exit status 2.
+
+    Raises:
+        SystemExit: With status 2, for an error that :func:`checking_inputs` marked (its traceback is logged at
+            debug level).
+    """
+    try:
+        main_fn(argv)
+    except (ValueError, FileNotFoundError) as err:
+        if not getattr(err, "bad_input", False):
+            raise
+        logger.debug("bad input", exc_info=err)
+        sys.stderr.write(f"error: {err}\n")
+        raise SystemExit(2) from None
 
 
 def setup(argv: Optional[List[str]] = None) -> Tuple[Config, str, bool]:
@@ -187,9 +221,10 @@ def setup(argv: Optional[List[str]] = None) -> Tuple[Config, str, bool]:
         The config, the job id (LAVIS's timestamp) and whether the process group was created here.
     """
     job_id = now()
-    cfg = Config(parse_args(argv))
-    check_config(cfg)
-    check_device(cfg.run_cfg)
+    with checking_inputs():
+        cfg = Config(parse_args(argv))
+        check_config(cfg)
+        check_device(cfg.run_cfg)
     created = init_distributed(cfg.run_cfg)
     setup_seeds(cfg)
     setup_logger()
@@ -214,10 +249,11 @@ def main(argv: Optional[List[str]] = None):
     """Train as the configuration says; returns the runner (its ``output_dir`` holds log and checkpoints)."""
     cfg, job_id, created = setup(argv)
     try:
-        task = tasks.setup_task(cfg)
-        datasets = task.build_datasets(cfg)
-        model = task.build_model(cfg)
-        require_weights(cfg, model, "train", frozen_only=True)
+        with checking_inputs():
+            task = tasks.setup_task(cfg)
+            datasets = task.build_datasets(cfg)
+            model = task.build_model(cfg)
+            require_weights(cfg, model, "train", frozen_only=True)
         runner = build_runner(cfg, job_id, task, model, datasets)
         runner.train()
     finally:
@@ -227,4 +263,4 @@ def main(argv: Optional[List[str]] = None):
 
 
 if __name__ == "__main__":
-    main()
+    run_command(main)

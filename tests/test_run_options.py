@@ -182,7 +182,8 @@ BAD_RUN_VALUES = [
     ("run.batch_size_eval=two", "run.batch_size_eval must be an integer, got 'two'"),
     ("run.device=gpu", "run.device must be cpu, cuda or cuda:<index>, got 'gpu'"),
     ("run.task=vli_rank", "run.task 'vli_rank' is not a registered task; registered: .*vli_ranking"),
-    ("run.resume_ckpt_path=/nonexistent/checkpoint_0.pth", "run.resume_ckpt_path /nonexistent/checkpoint_0.pth not"),
+    ("run.resume_ckpt_path=/nonexistent/checkpoint_0.pth",
+     "run.resume_ckpt_path /nonexistent/checkpoint_0.pth is not a checkpoint: no such file"),
 ]
 
 

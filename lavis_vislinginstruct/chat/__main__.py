@@ -19,7 +19,7 @@ from typing import List, Optional, TextIO
 
 from ..aio.config import AIO_MODES
 from .engine import Conversation, format_trace
-from .launch import RANDOM_WEIGHTS, add_model_arguments, decoding_from_args, image_or_error, load_or_exit
+from .launch import add_model_arguments, decoding_from_args, image_or_error, load_or_exit, random_weights_notice
 
 COMMANDS = __doc__[__doc__.index("    /aio"):].rstrip()
 
@@ -144,8 +144,9 @@ def main(argv: Optional[List[str]] = None, stdin: Optional[TextIO] = None, stdou
         raise SystemExit(f"error: {err}")
     loaded = load_or_exit(args)
     out.write(f"model: {loaded.description}\n")
-    if loaded.random_weights:
-        out.write(f"WARNING: {RANDOM_WEIGHTS}\n")
+    notice = random_weights_notice(loaded.engine.model.cfg)
+    if notice:
+        out.write(notice + "\n")
     model_aio = loaded.engine.model.cfg.aio.mode
     terminal = Terminal(loaded.engine, Conversation(image, args.image), args.aio or model_aio, decoding, out)
     terminal.run(stdin or sys.stdin)

@@ -82,6 +82,11 @@ def has_trained_weights(cfg) -> bool:
     return bool(cfg.checkpoint or cfg.finetuned or cfg.hf_checkpoint or cfg.llm.model)
 
 
+def random_weights_notice(cfg) -> str:
+    """The warning every command prints when the model ``cfg`` loads no weights, or ``""`` when it loads some."""
+    return "" if has_trained_weights(cfg) else f"WARNING: {RANDOM_WEIGHTS}"
+
+
 def load_model(args: argparse.Namespace) -> LoadedModel:
     """Build the model the flags name and its chat engine.
 

@@ -28,7 +28,7 @@ from ..aio.config import AIOCfg
 from ..aio.optimizer import InstructionOptimizer
 from ..aio.trace import AIOTrace
 from ..models.generation import Decoding
-from ..models.vislinginstruct import per_sample_candidates
+from ..models.inputs import candidate_lists
 from .backend import VisLingInstructBackend
 from .rows import Row, get_row
 
@@ -170,7 +170,7 @@ class VisLingInstructPipeline:
         if not torch.is_tensor(samples.get("image")):
             raise ValueError("samples['image'] must be a (B, 3, H, W) tensor")
         n = samples["image"].size(0)
-        cands = per_sample_candidates(samples.get("candidates") if candidates is None else candidates, n)
+        cands = candidate_lists(samples.get("candidates") if candidates is None else candidates, n)
         prepared = self.prepare(samples)
         try:
             used = prepared.used

@@ -19,6 +19,9 @@ from typing import Any, Dict, List, Optional
 from lavis.common.utils import is_url
 from omegaconf import DictConfig, OmegaConf
 
+#: Sections of a run config (``--cfg-path``) that a spec never has: such a file is refused, since only its model
+#: section would be read (the eval configs name no trained weights, so the model would be random).
+RUN_SECTIONS = ("run", "datasets")
 #: Keys that hold files; a relative value is resolved against the spec's folder when that file exists there.
 PATH_KEYS = ("checkpoint", "finetuned", "hf_checkpoint", "vision.checkpoint", "llm.model", "llm.tokenizer")
 
@@ -28,8 +31,8 @@ def read_model_spec(path: str) -> DictConfig:
 
     Raises:
         FileNotFoundError: If ``path`` does not exist.
-        ValueError: If it is not a spec (no ``model`` section with ``arch`` and ``model_type``) or names a weight
-            file that does not exist.
+        ValueError: If it is not a spec (no ``model`` section with ``arch`` and ``model_type``, or a run config
+            with ``run``/``datasets`` sections) or names a weight file that does not exist.
     """
     if not os.path.isfile(path):
         raise FileNotFoundError(f"model spec not found: {path}")
@@ -37,6 +40,13 @@ def read_model_spec(path: str) -> DictConfig:
         data = OmegaConf.load(path)
     except Exception as err:  # noqa: BLE001  (YAML errors of several kinds, re-raised with the file named)
         raise ValueError(f"{path} is not a readable YAML model spec: {err}") from err
+    run_sections = [name for name in RUN_SECTIONS if isinstance(data, DictConfig) and name in data]
+    if run_sections:
+        raise ValueError(
+            f"{path} is a run config (it has {' and '.join(run_sections)} sections), not a model spec: pass it as "
+            "--cfg-path; a model spec holds only a 'model' section naming trained weights (make demo writes "
+            "demo_output/model.yaml)"
+        )
     model = data.get("model") if isinstance(data, DictConfig) else None
     if not isinstance(model, DictConfig) or not model.get("arch") or not model.get("model_type"):
         raise ValueError(f"{path} is not a model spec: it needs a 'model' section with 'arch' and 'model_type'")

@@ -42,6 +42,7 @@ from .checkpoint_contract import CheckpointContract
 from .config import AIO_MODES, VisLingInstructCfg, choice
 from .cross_modal_attention import CrossModalAlignmentAttention
 from .generation import Decoding
+from .inputs import instruction_list
 from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
 from .qformer import build_qformer
 from .vision import build_vision_tower, freeze
@@ -370,16 +371,8 @@ class VisLingInstruct(CheckpointContract, BaseModel):
         return VisLingInstructPipeline(self, row)
 
     def _texts(self, samples: Dict[str, Any], key: str, allow_empty: bool = False, default: str = "") -> List[str]:
-        value = samples.get(key, default)
-        if isinstance(value, str):
-            n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else 1
-            value = [value] * n
-        value = list(value)
-        if not allow_empty:
-            for i, text in enumerate(value):
-                if not isinstance(text, str) or not text.strip():
-                    raise ValueError(f"samples[{key!r}][{i}] is empty: every sample needs a non-empty instruction")
-        return value
+        n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else None
+        return instruction_list(samples, key, n, default=default, allow_empty=allow_empty)
 
     def to(self, *args, **kwargs):
         """``nn.Module.to``; an LLM that ``from_pretrained`` placed (``llm.load_in_8bit``, ``load_in_4bit`` or
@@ -443,23 +436,6 @@ def build_llm(cfg: VisLingInstructCfg, vocab_size: int, meta: bool = False) -> n
     if not meta and model.get_input_embeddings().num_embeddings != vocab_size:
         model.resize_token_embeddings(vocab_size)
     return model
-
-
-def per_sample_candidates(cands: Any, n: int) -> List[List[str]]:
-    """One candidate list per sample (a single list is shared by the batch); empty lists or candidates refused."""
-    if cands is None:
-        raise ValueError("predict_class needs candidates (argument or samples['candidates'])")
-    cands = list(cands)
-    if cands and all(isinstance(c, str) for c in cands):
-        cands = [cands] * n
-    if len(cands) != n:
-        raise ValueError(f"{n} samples but {len(cands)} candidate lists")
-    for i, c in enumerate(cands):
-        if len(c) == 0:
-            raise ValueError(f"sample {i} has an empty candidate list")
-        if any(not isinstance(x, str) or not x.strip() for x in c):
-            raise ValueError(f"sample {i} has an empty or non-string candidate")
-    return [list(c) for c in cands]
 
 
 @registry.register_model("vislinginstruct_vicuna")

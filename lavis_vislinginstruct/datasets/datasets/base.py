@@ -3,6 +3,11 @@
 Every dataset parses its official annotation file once into a list of plain records (``self.annotation``); a
 record holds the image path and the already-normalized text fields. ``__getitem__`` loads the image and turns the
 record into a sample of the plugin's ``samples`` contract (``docs/design.md``).
+
+Bad files fail when the dataset is built, naming the file: an annotation file with no records (``[]``, ``{}``,
+empty) ``holds no samples``; a record without a field its reader needs names the file, the record and the field
+(:class:`Record`, which :func:`read_json`/:func:`read_jsonl` return, so every reader gets this without checks of
+its own).
 """
 
 import json
@@ -21,26 +26,117 @@ class ImageLoadError(RuntimeError):
     """An image file exists but cannot be decoded."""
 
 
+class MissingFieldError(KeyError, ValueError):
+    """A record of an annotation file lacks a field its reader needs (the message names file, record and field).
+
+    A ``KeyError`` for code that expects one from ``record[key]``, and a ``ValueError`` (bad input, which the
+    command lines print as one line).
+    """
+
+    def __str__(self) -> str:  # KeyError quotes its message; keep it readable
+        return str(self.args[0])
+
+
+class _Source:
+    """The file a record was read from and the file's parsed content, to locate the record in an error message."""
+
+    __slots__ = ("path", "root", "line", "index")
+
+    def __init__(self, path: str, line: Optional[int] = None, index: Optional[int] = None):
+        self.path, self.root, self.line, self.index = path, None, line, index
+
+
+class Record(dict):
+    """A JSON object read by :func:`read_json`/:func:`read_jsonl`: a missing field raises :class:`MissingFieldError`.
+
+    So every dataset reader, indexing records as plain dicts (``entry["imageId"]``), reports a missing field as
+    ``<file>: record '<key>' (#3) has no field 'imageId' (it has: ...)`` instead of a bare ``KeyError``. The record
+    is located only when the error is raised (a search of the file's content), so reading costs one reference per
+    object. Pickled as a plain dict.
+    """
+
+    __slots__ = ("_source",)
+
+    def __missing__(self, key: Any) -> Any:
+        fields = ", ".join(map(str, list(self)[:12])) + (", ..." if len(self) > 12 else "")
+        raise MissingFieldError(f"{self.where()} has no field {key!r} (it has: {fields or 'nothing'})")
+
+    def __reduce__(self):
+        return dict, (dict(self),)
+
+    def where(self) -> str:
+        """``<file>: record <location>``: ``#i`` in a list, ``'key' (#i)`` in a mapping, a JSON path when nested."""
+        source = getattr(self, "_source", None)
+        if source is None:
+            return "record"
+        steps = _locate(source.root, self) or []
+        head = source.path if source.line is None else f"{source.path}: record #{source.index} (line {source.line})"
+        if not steps:
+            return head
+        if source.line is None and len(steps) == 1:
+            key, position, in_list = steps[0]
+            return f"{head}: record #{key}" if in_list else f"{head}: record {key!r} (#{position})"
+        path = "".join(f"[{key}]" if in_list else f".{key}" for key, _, in_list in steps).lstrip(".")
+        return f"{head}: record {path}" if source.line is None else f"{head}, at {path}"
+
+
+def _locate(root: Any, target: Record) -> Optional[List[tuple]]:
+    """Steps ``(key or index, position, in a list)`` from ``root`` to the object ``target`` (by identity)."""
+    stack: List[tuple] = [(root, [])]
+    while stack:
+        node, steps = stack.pop()
+        if node is target:
+            return steps
+        if isinstance(node, dict):
+            children = ((value, key, position, False) for position, (key, value) in enumerate(node.items()))
+        elif isinstance(node, list):
+            children = ((value, position, position, True) for position, value in enumerate(node))
+        else:
+            continue
+        stack.extend(
+            (value, steps + [(key, position, in_list)])
+            for value, key, position, in_list in children
+            if isinstance(value, (dict, list))
+        )
+    return None
+
+
+def _records_from(source: _Source):
+    """A ``json`` ``object_pairs_hook`` that makes every object a :class:`Record` of ``source``."""
+
+    def hook(pairs: List[tuple]) -> Record:
+        record = Record(pairs)
+        record._source = source
+        return record
+
+    return hook
+
+
 def read_json(path: str) -> Any:
-    """Load a JSON file, naming the file when it is not valid JSON."""
+    """Load a JSON file, naming the file when it is not valid JSON; its objects are :class:`Record` s."""
+    source = _Source(path)
     with open(path, "r", encoding="utf-8") as handle:
         try:
-            return json.load(handle)
+            source.root = json.load(handle, object_pairs_hook=_records_from(source))
         except json.JSONDecodeError as err:
             raise ValueError(f"{path} is not valid JSON: {err}") from err
+    return source.root
 
 
 def read_jsonl(path: str) -> List[Dict[str, Any]]:
-    """Load a JSON-lines file (blank lines skipped), naming the file and line of a bad record."""
+    """Load a JSON-lines file (blank lines skipped), naming the file and line of a bad record; objects are
+    :class:`Record` s."""
     records = []
     with open(path, "r", encoding="utf-8") as handle:
         for line_no, line in enumerate(handle, start=1):
             if not line.strip():
                 continue
+            source = _Source(path, line_no, len(records))
             try:
-                records.append(json.loads(line))
+                source.root = json.loads(line, object_pairs_hook=_records_from(source))
             except json.JSONDecodeError as err:
                 raise ValueError(f"{path}:{line_no} is not a JSON record: {err}") from err
+            records.append(source.root)
     return records
 
 
@@ -58,6 +154,14 @@ def load_image(path: str) -> Image.Image:
             return image.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise ImageLoadError(f"Cannot read image {path}: {err}") from err
+
+
+def _holds_nothing(path: str) -> bool:
+    """Whether the file ``path`` is empty or holds only ``[]``/``{}`` (small files only: one read of a few bytes)."""
+    if not os.path.isfile(path) or os.path.getsize(path) > 64:
+        return False
+    with open(path, "r", encoding="utf-8", errors="replace") as handle:
+        return "".join(handle.read().split()) in ("", "[]", "{}")
 
 
 def collate_samples(samples: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
@@ -114,7 +218,18 @@ class VliDataset(BaseDataset):
         self.split = split
         self.files = dict(files or {})
         self.num_skipped_missing_images = 0
-        self.annotation = self._check_images(self.load_annotations(list(ann_paths)))
+        ann_paths = list(ann_paths)
+        for path in ann_paths:
+            if _holds_nothing(path):
+                raise ValueError(f"{path} holds no samples ({type(self).__name__}, split {split})")
+        records = self.load_annotations(ann_paths)
+        if not records:
+            raise ValueError(f"{' + '.join(ann_paths)} holds no samples of split {split} ({type(self).__name__})")
+        self.annotation = self._check_images(records)
+        if not self.annotation:
+            raise FileNotFoundError(
+                f"{type(self).__name__} ({split}): none of the {len(records)} samples has its image under {vis_root}"
+            )
         self._check_unique_ids()
         logger.info("%s (%s): %d samples", type(self).__name__, split, len(self.annotation))
 
