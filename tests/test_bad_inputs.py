@@ -228,8 +228,8 @@ def test_text_input_that_is_not_a_list_of_strings_is_named(vicuna, images, value
 
 
 def test_a_missing_text_input_is_named(vicuna, images):
-    with pytest.raises(ValueError, match=r"^samples\['text_input'\] is missing"):
-        vicuna.optimize_instructions({"image": images[:1]})
+    with pytest.raises(ValueError, match=r"^samples\['prompt'\] \(or samples\['text_input'\]\) is missing"):
+        vicuna.pipeline("full").optimize({"image": images[:1]})
 
 
 # ------------------------------------------------------------------------------------- row 8: command lines

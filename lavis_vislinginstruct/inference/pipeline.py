@@ -174,7 +174,6 @@ class VisLingInstructPipeline:
         prepared = self.prepare(samples)
         try:
             used = prepared.used
-            self._note_llm_cut(prepared.traces, used)
             prefix, mask = self.backend.visual_prefix(prepared.features, range(n), used)
             out = self.model.rank(prefix, mask, used, cands, score, chunk_size, return_greedy)
         finally:
@@ -208,7 +207,7 @@ class VisLingInstructPipeline:
         return features, traces
 
     def _note_llm_cut(self, traces: List[AIOTrace], prompts: Sequence[str]) -> None:
-        """Record in each trace an LLM prompt longer than the adapter keeps (its start is cut), and report it."""
+        """Record in each trace a generation prompt longer than the adapter keeps (its start is cut), and report it."""
         limit = self.model.adapter.prompt_limit()
         if limit is None:
             return

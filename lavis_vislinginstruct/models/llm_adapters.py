@@ -73,7 +73,8 @@ class LLMAdapter:
         return [len(ids) for ids in self.tokenizer(list(texts)).input_ids]
 
     def prompt_limit(self) -> Optional[int]:
-        """Most LLM tokens of a prompt at inference (longer ones lose their start), or None when none is cut."""
+        """Most LLM tokens of a generation prompt (longer ones lose their start), or None when none is cut (FlanT5:
+        relative positions have no context limit, and LAVIS's T5 ``generate`` reads the prompt whole)."""
         return None
 
 
@@ -107,7 +108,7 @@ class DecoderOnlyAdapter(LLMAdapter):
     def __init__(self, lm, tokenizer, max_txt_len, max_output_txt_len):
         super().__init__(lm, max_txt_len, max_output_txt_len)
         self.tokenizer = tokenizer  # read only (counts, streaming); calls use the configured copies below
-        # generation and ranking prompts: cut from the left at max_txt_len, as training cuts the instruction
+        # generation and ranking prompts (generation's cut from the left at max_txt_len, as training cuts them)
         self._prompt_tok = configured(tokenizer, padding_side="left", truncation_side="left")
         self._input_tok = configured(tokenizer, padding_side="right", truncation_side="left")  # loss/NLL inputs
         self._output_tok = configured(tokenizer, padding_side="right", truncation_side="right")  # their targets
@@ -116,9 +117,10 @@ class DecoderOnlyAdapter(LLMAdapter):
         return self.lm.get_input_embeddings()(ids)
 
     def prompt_limit(self) -> Optional[int]:
-        """``max_txt_len``: a generation or ranking prompt keeps its last ``max_txt_len`` tokens, where training cuts
-        the instruction (LAVIS's and the official ``forward``; their ``generate`` cuts nothing, which lets a long
-        instruction run past the LLM's context)."""
+        """``max_txt_len``: a generation prompt keeps its last ``max_txt_len`` tokens, where training cuts the
+        instruction (LAVIS's and the official ``forward``; their ``generate`` cuts nothing, which lets a long
+        instruction run past the LLM's context). Ranking prompts are scored whole, as both codes' ``_predict_class``
+        score them."""
         return self.max_txt_len
 
     def _join(self, texts: Sequence[str], continuations: Sequence[str], add_eos: bool):
@@ -228,8 +230,7 @@ class DecoderOnlyAdapter(LLMAdapter):
             of its tokens is the argmax after the tokens before it (greedy decoding would produce it).
         """
         tok = self._prompt_tok
-        p = tok(list(prompts), padding="longest", truncation=True, max_length=self.max_txt_len, return_tensors="pt")
-        p = p.to(self.device)
+        p = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
         attention_mask = torch.cat([prefix_mask, p.attention_mask], dim=1)  # (B, T), T = P + Lp
         position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
         with self.autocast():
