@@ -19,7 +19,9 @@ from lavis_vislinginstruct.datasets.datasets.base import ImageLoadError
 from lavis_vislinginstruct.datasets.datasets.instruct_datasets import MalformedRecordError, strip_image_token
 
 FIXTURES = Path(__file__).parent / "fixtures" / "annotations"
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "benchmark-samples"
+# ../shared beside the checkout (or beside the folder of git worktrees that holds it)
+REAL = next((p / "shared" / "benchmark-samples" for p in Path(__file__).resolve().parents[2:4]
+             if (p / "shared" / "benchmark-samples").is_dir()), Path(__file__).resolve().parents[1].parent / "shared")
 
 # builder → (fixture → default storage under cache_root, images under cache_root)
 LAYOUTS = {
@@ -96,11 +98,11 @@ TEXTS = {
     "vli_vizwiz": "Answer the question based on the image. Reply in one phrase/word or say 'unanswerable'. "
     "Question: What flavor is this Soup? \n Short answer:",
     "vli_textvqa": "OCR tokens: STOP, ELM, ST Question: what is written on the red sign? \n Short answer:",
-    # LAVIS main's _predict_class wrappers: caption, then dialog history, around GQA's instruction
-    "vli_visdial": 'This image has the caption "two dogs playing in a backyard". dialog history: q: is the photo in '
-    "color a: yes q: how many dogs are there a: 2\nQuestion: what color is the dog \n Short answer:",
-    # "context: {hint}. {prompt}" verbatim: a hint that ends with a period reads ".."
-    "vli_scienceqa": "context: The red car moved 40 km in 1 hour. The blue car moved 55 km in 1 hour.. "
+    # the official _predict_class wrappers (my_mmlm_vicuna.py:517-526): caption, then dialog history, around GQA's
+    "vli_visdial": 'This image has the caption "two dogs playing in a backyard". Dialog history: q: is the photo in '
+    "color a: yes q: how many dogs are there a: 2\n Question: what color is the dog \n Short answer:",
+    # "Context: {hint}. {prompt}" verbatim: a hint that ends with a period reads ".."
+    "vli_scienceqa": "Context: The red car moved 40 km in 1 hour. The blue car moved 55 km in 1 hour.. "
     "Given the image, choose the correct option for the following question. Question: Which object moved faster? "
     "\n Options: (a) the red car (b) the blue car (c) neither; they moved at the same speed",
     "vli_hateful_memes": "This is an image with: invented hateful caption placeholder written on it. Is it hateful?",

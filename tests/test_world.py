@@ -498,3 +498,17 @@ def test_rephrasing_keeps_keywords_and_statements_have_requested_truth() -> None
             statement = make_statement(scene, label, rng)
             assert _statement_holds(statement.text, scene.to_dict()) == bool(label)
             assert statement.rephrased().text != statement.text
+
+
+def test_demo_scienceqa_evaluation_wraps_hints_as_the_world_trains() -> None:
+    """The demo keeps LAVIS main's ``context:`` wrapper on both sides while the evaluation default is the official
+    ``Context:`` (a changed default must not split the demo's training and evaluation text)."""
+    from omegaconf import OmegaConf
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "projects", "vislinginstruct", "demo",
+                        "eval_scienceqa.yaml")
+    proc = InstructionProcessor.from_config(OmegaConf.load(path).datasets.vli_scienceqa.text_processor.eval)
+    hint = ins.SCIENCEQA_HINTS["count"]
+    question, choices = "How many circles are there?", ["1", "2", "3"]
+    assert proc(question=question, choices=choices, context=hint) == ins.scienceqa_instruction(question, choices, hint)
+    assert ins.scienceqa_instruction(question, choices, hint).startswith(f"context: {hint}. ")
