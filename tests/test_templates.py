@@ -10,6 +10,7 @@ from lavis_vislinginstruct.processors.templates import (
     format_dialog_history,
     format_instruction,
     format_llava_instruction,
+    format_llava_official,
     format_ocr_tokens,
     format_options,
     normalize_text,
@@ -210,6 +211,15 @@ def test_ocr_tokens_first_30_joined_by_comma():
 def test_llava_instruction_history():
     assert format_llava_instruction([], "What is it?") == "What is it?"
     assert format_llava_instruction([("Q1?", "A1."), ("Q2?", "A2.")], "Q3?") == "Q: Q1?\nA: A1.\nQ: Q2?\nA: A2.\nQ3?"
+
+
+def test_llava_official_text_keeps_a_lone_question_over_the_budget():
+    """The official loop would index a second "Qusetion:" that does not exist (IndexError); we keep the question."""
+    question = " ".join(["why"] * 450)
+    assert format_llava_official([("human", question)]) == f"Qusetion: {question} \n Answer: "
+    # an earlier long turn is still dropped before the lone question is reached
+    text = format_llava_official([("human", question), ("gpt", "A."), ("human", "Q?")])
+    assert text == "Qusetion: Q? \n Answer: "
 
 
 def test_missing_field_is_a_clear_error():

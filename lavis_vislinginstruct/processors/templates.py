@@ -11,8 +11,15 @@ Choices made where Table 4 is silent or wrong:
   so we use ``OCR tokens: {ocr} Question: {question} \\n Short answer:``. ``{ocr}`` is the image's **first 30**
   OCR tokens joined by ``", "`` (LAVIS main's ``', '.join(samples['ocr_tokens'][i][:30])``).
 * Visual Dialog shares GQA's row; its caption and dialog history reach the prompt through the wrappers below.
-* LLaVA-Instruct-150K training (paper section 4.1): earlier turns are written ``Q: {q}\\nA: {a}\\n`` and the last
-  question follows them unchanged; a single-turn conversation is just its question.
+* LLaVA-Instruct-150K training, two formats (dataset option ``text_format``):
+
+  - ``official`` (the default), as the official ``llava_dataset.py`` writes it (Zhudongsheng75/VisLingInstruct
+    ``vislinginstruct/datasets/datasets/llava_dataset.py:28-39``): every message before the target answer as
+    ``Qusetion: {} \\n `` (its spelling; ``<image>`` and newlines removed from the question) or ``Answer: {} \\n ``,
+    then the cue ``Answer: ``; while the text is over 400 words (split on single spaces) it starts at its second
+    ``Qusetion:`` (the oldest turn dropped). :func:`format_llava_official`.
+  - ``qa`` (section 4.1 as we first read it): earlier turns written ``Q: {q}\\nA: {a}\\n`` and the last question
+    after them unchanged; a single-turn conversation is just its question. :func:`format_llava_instruction`.
 
 Wrappers of the ranked benchmarks, applied by :func:`format_instruction` in the order of ``_predict_class`` (the
 caption ends up outermost). Two styles, chosen with ``wrappers`` (dataset config
@@ -96,6 +103,13 @@ OCR_SEPARATOR = ", "
 OCR_MAX_TOKENS = 30
 DIALOG_TURN = "q: {question} a: {answer}"
 LLAVA_HISTORY_TURN = "Q: {question}\nA: {answer}\n"
+# The official llava_dataset.py (Zhudongsheng75/VisLingInstruct vislinginstruct/datasets/datasets/llava_dataset.py),
+# "Qusetion" spelled as there (:31); answers (:33) and the closing cue (:34) verbatim; the word budget of :37-39.
+LLAVA_OFFICIAL_QUESTION = "Qusetion: {} \n "
+LLAVA_OFFICIAL_ANSWER = "Answer: {} \n "
+LLAVA_OFFICIAL_CUE = "Answer: "
+LLAVA_OFFICIAL_MAX_WORDS = 400
+LLAVA_IMAGE_TOKEN = "<image>"
 
 _SPACE_RUNS = re.compile(r"[ \t\f\v]{2,}|[\t\f\v]")
 _MANY_NEWLINES = re.compile(r"\n{3,}")
@@ -167,6 +181,35 @@ def format_llava_instruction(history: Sequence[Tuple[str, str]], question: str) 
         The earlier turns as ``Q: ..\\nA: ..\\n`` followed by the last question.
     """
     return "".join(LLAVA_HISTORY_TURN.format(question=q, answer=a) for q, a in history) + question
+
+
+def format_llava_official(messages: Sequence[Tuple[str, str]]) -> str:
+    """``text_input`` of one LLaVA-Instruct-150K sample as the official ``llava_dataset.py`` writes it.
+
+    Args:
+        messages: ``(from, value)`` of every message before the target answer, raw (``from`` is ``"human"`` or
+            ``"gpt"``): the official code formats them without stripping or any text processor.
+
+    Returns:
+        ``Qusetion: {q} \\n Answer: {a} \\n ... Qusetion: {q_last} \\n Answer: ``, with ``<image>`` and newlines
+        removed from each question, and the oldest turns dropped while the text has more than
+        :data:`LLAVA_OFFICIAL_MAX_WORDS` space-separated words. A last question alone over the budget is kept
+        whole (the official code would fail there with an IndexError); the model cuts it to ``max_txt_len``.
+    """
+    text = ""
+    for role, value in messages:
+        if role == "human":
+            text += LLAVA_OFFICIAL_QUESTION.format(value.replace(LLAVA_IMAGE_TOKEN, "").replace("\n", ""))
+        else:
+            text += LLAVA_OFFICIAL_ANSWER.format(value)
+    text += LLAVA_OFFICIAL_CUE
+    marker = LLAVA_OFFICIAL_QUESTION.split("{}")[0].strip()  # "Qusetion:"
+    while len(text.split(" ")) > LLAVA_OFFICIAL_MAX_WORDS:
+        second = text.find(marker, text.find(marker) + 1)
+        if second < 0:
+            break
+        text = text[second:]
+    return text
 
 
 def resolve_template(name_or_text: str) -> str:
