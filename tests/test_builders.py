@@ -19,7 +19,9 @@ from lavis_vislinginstruct.datasets.datasets.base import ImageLoadError
 from lavis_vislinginstruct.datasets.datasets.instruct_datasets import MalformedRecordError, strip_image_token
 
 FIXTURES = Path(__file__).parent / "fixtures" / "annotations"
-REAL = Path(__file__).resolve().parents[1].parent / "shared" / "benchmark-samples"
+# ../shared beside the checkout (or beside the folder of git worktrees that holds it)
+REAL = next((p / "shared" / "benchmark-samples" for p in Path(__file__).resolve().parents[2:4]
+             if (p / "shared" / "benchmark-samples").is_dir()), Path(__file__).resolve().parents[1].parent / "shared")
 
 # builder → (fixture → default storage under cache_root, images under cache_root)
 LAYOUTS = {
@@ -81,7 +83,7 @@ SPLITS = {
     "vli_iconqa": ("test", 3, "7", {"candidates", "correct_choice_idx"}),
     "vli_vizwiz": ("val", 3, "VizWiz_val_00009001", {"answers"}),
     "vli_textvqa": ("val", 3, "90001", {"answers"}),
-    "vli_visdial": ("val", 6, "900001_3", {"candidates", "gt_index", "image_id", "round_id"}),
+    "vli_visdial": ("val", 2, "900001_3", {"candidates", "gt_index", "image_id", "round_id"}),  # last rounds
     "vli_scienceqa": ("test", 3, "8", {"candidates", "correct_choice_idx"}),
     "vli_hateful_memes": ("val", 6, "dev_unseen_90002", {"candidates", "label", "correct_choice_idx"}),
 }
@@ -96,11 +98,11 @@ TEXTS = {
     "vli_vizwiz": "Answer the question based on the image. Reply in one phrase/word or say 'unanswerable'. "
     "Question: What flavor is this Soup? \n Short answer:",
     "vli_textvqa": "OCR tokens: STOP, ELM, ST Question: what is written on the red sign? \n Short answer:",
-    # LAVIS main's _predict_class wrappers: caption, then dialog history, around GQA's instruction
-    "vli_visdial": 'This image has the caption "two dogs playing in a backyard". dialog history: q: is the photo in '
-    "color a: yes q: how many dogs are there a: 2\nQuestion: what color is the dog \n Short answer:",
-    # "context: {hint}. {prompt}" verbatim: a hint that ends with a period reads ".."
-    "vli_scienceqa": "context: The red car moved 40 km in 1 hour. The blue car moved 55 km in 1 hour.. "
+    # the official _predict_class wrappers (my_mmlm_vicuna.py:517-526): caption, then dialog history, around GQA's
+    "vli_visdial": 'This image has the caption "two dogs playing in a backyard". Dialog history: q: is the photo in '
+    "color a: yes q: how many dogs are there a: 2\n Question: what color is the dog \n Short answer:",
+    # "Context: {hint}. {prompt}" verbatim: a hint that ends with a period reads ".."
+    "vli_scienceqa": "Context: The red car moved 40 km in 1 hour. The blue car moved 55 km in 1 hour.. "
     "Given the image, choose the correct option for the following question. Question: Which object moved faster? "
     "\n Options: (a) the red car (b) the blue car (c) neither; they moved at the same speed",
     "vli_hateful_memes": "This is an image with: invented hateful caption placeholder written on it. Is it hateful?",
@@ -194,9 +196,57 @@ def test_eval_builder_from_default_layout(cache_root, name):
     assert batch["text_input"] == [s["text_input"] for s in samples[:3]]
 
 
-def test_llava_default_layout_and_conversion(cache_root):
+def test_llava_default_is_the_official_text(cache_root):
+    """The default text_format: the official llava_dataset.py:28-39, re-derived by hand from its code."""
     lay_out("vli_llava_instruct_150k", cache_root)
     dataset = build("vli_llava_instruct_150k")["train"]
+    assert len(dataset) == 4  # one sample per conversation
+    single, multi, long_one, two = (dataset[i] for i in range(4))
+    # "<image>" and "\n" removed from questions, "Qusetion" spelled so, "Answer: " cue, nothing stripped
+    assert single["text_input"] == "Qusetion: What Colour is the KITE flying over the Beach? \n Answer: "
+    assert single["text_output"] == "The kite is Red and Yellow, shaped like a Dragon."
+    assert multi["text_input"] == (
+        "Qusetion: How many Boats are moored at the pier? \n Answer: There are three boats moored at the pier. \n "
+        "Qusetion: What is the weather like? \n Answer: It is overcast, with low grey clouds. \n "
+        "Qusetion: Would it be safe to go sailing today? \n Answer: "
+    )
+    assert multi["text_output"] == "Probably, since the water looks calm; still, check the forecast first."
+    assert long_one["text_output"].endswith("\n\n1. The kite is the brightest object.\n2. The towel is striped.")
+    assert two["text_input"] == "Qusetion: What is the Dog carrying? \n Answer: The dog is carrying a Frisbee in " \
+        "its mouth. \n Qusetion: Where is it running? \n Answer: "
+    expanded = build("vli_llava_instruct_150k", options={"expand_turns": True})["train"]
+    assert len(expanded) == 1 + 3 + 1 + 2
+    assert expanded[1]["text_input"] == "Qusetion: How many Boats are moored at the pier? \n Answer: "
+    assert expanded[2]["text_output"] == "It is overcast, with low grey clouds."
+
+
+def test_llava_official_text_drops_the_oldest_turns_over_400_words(cache_root):
+    lay_out("vli_llava_instruct_150k", cache_root)
+    first, second = " ".join(["old"] * 300), " ".join(["new"] * 90)
+    conversations = [("human", "<image>\nFirst?"), ("gpt", first), ("human", "Second?"), ("gpt", second),
+                     ("human", "Third?"), ("gpt", "The end.")]
+    _write_llava(cache_root, [{"id": "x", "image": "000000000101.jpg",
+                               "conversations": [{"from": f, "value": v} for f, v in conversations]}])
+    (sample,) = build("vli_llava_instruct_150k")["train"]
+    # split(" "): 4 ("Qusetion:", "First?", "\n", "Answer:") + 301 (answer, "\n") + 4 + 91 + 4 + 1 (the empty word
+    # after the cue) = 405 > 400: the text starts at the second "Qusetion:"
+    assert sample["text_input"] == f"Qusetion: Second? \n Answer: {second} \n Qusetion: Third? \n Answer: "
+    kept = 400 - (4 + 91 + 4 + 1) - 4 - 1  # the longest first answer that keeps the whole text (400 words)
+    _write_llava(cache_root, [{"id": "x", "image": "000000000101.jpg", "conversations": [
+        {"from": f, "value": " ".join(["old"] * kept) if v == first else v} for f, v in conversations]}])
+    (sample,) = build("vli_llava_instruct_150k")["train"]
+    assert len(sample["text_input"].split(" ")) == 400 and sample["text_input"].startswith("Qusetion: First? \n ")
+
+
+def test_llava_unknown_text_format_is_named(cache_root):
+    lay_out("vli_llava_instruct_150k", cache_root)
+    with pytest.raises(ValueError, match="text_format must be one of official, qa, got 'QA'"):
+        build("vli_llava_instruct_150k", options={"text_format": "QA"})
+
+
+def test_llava_qa_format_and_conversion(cache_root):
+    lay_out("vli_llava_instruct_150k", cache_root)
+    dataset = build("vli_llava_instruct_150k", options={"text_format": "qa"})["train"]
     assert len(dataset) == 4  # one sample per conversation
     single, multi, long_one, two = (dataset[i] for i in range(4))
     assert set(single) == {"image", "text_input", "text_output", "instance_id"}
@@ -223,7 +273,7 @@ def test_llava_default_layout_and_conversion(cache_root):
 
 def test_llava_expand_turns(cache_root):
     lay_out("vli_llava_instruct_150k", cache_root)
-    dataset = build("vli_llava_instruct_150k", options={"expand_turns": True})["train"]
+    dataset = build("vli_llava_instruct_150k", options={"expand_turns": True, "text_format": "qa"})["train"]
     assert len(dataset) == 1 + 3 + 1 + 2
     assert dataset[1]["text_input"] == "How many Boats are moored at the pier?"
     assert dataset[2]["text_input"].endswith("\nWhat is the weather like?")
@@ -360,9 +410,26 @@ def test_textvqa_prompt_has_the_first_30_ocr_tokens(cache_root):
     assert dataset[1]["keep_spans"] == ["what number is on the jersey?", listed]
 
 
+def test_visdial_default_is_the_last_round_of_each_dialog(cache_root):
+    """Appendix D's 2064 Visual Dialog samples: one per val dialog, its last round (configs/datasets/visdial)."""
+    lay_out("vli_visdial", cache_root)
+    last = build("vli_visdial")["val"]
+    every = build("vli_visdial", options={"rounds": "all"})["val"]
+    assert len(every) == 3 * len(last) == 6
+    assert [last[i]["instance_id"] for i in range(len(last))] == ["900001_3", "900002_3"]
+    full = {every[i]["instance_id"]: every[i] for i in range(len(every))}
+    for i in range(len(last)):
+        sample = last[i]
+        assert {k: v for k, v in sample.items() if k != "image"} == {
+            k: v for k, v in full[sample["instance_id"]].items() if k != "image"}
+        assert sample["text_input"].count(" a: ") == 2  # rounds 1 and 2 as its history
+    with pytest.raises(ValueError, match="rounds must be one of last, all, got 'first'"):
+        build("vli_visdial", options={"rounds": "first"})
+
+
 def test_visdial_first_round_has_the_caption_and_no_history(cache_root):
     lay_out("vli_visdial", cache_root)
-    dataset = build("vli_visdial")["val"]
+    dataset = build("vli_visdial", options={"rounds": "all"})["val"]
     first = next(dataset[i] for i in range(len(dataset)) if dataset[i]["round_id"] == 1)
     assert first["text_input"].startswith('This image has the caption "')
     assert "dialog history" not in first["text_input"]
@@ -418,11 +485,16 @@ def test_real_samples_parse(cache_root):
 def test_real_visdial_flickr_textvqa_llava(cache_root):
     visdial = json.loads((REAL / "visdial/visdial_1.0_val.json").read_text())["data"]["dialogs"]
     _images(cache_root / "vd", [f"VisualDialog_val2018/VisualDialog_val2018_{d['image_id']:012d}.jpg" for d in visdial])
-    ds = build_local("vli_visdial", "val", cache_root / "vd", storage=str(REAL / "visdial/visdial_1.0_val.json"))
+    vd = {"annotations": {"val": {"storage": str(REAL / "visdial/visdial_1.0_val.json")}},
+          "images": {"storage": str(cache_root / "vd")}}
+    ds = build("vli_visdial", build_info=vd, options={"rounds": "all"})["val"]
     assert len(ds) == 10 * len(visdial)
     first, second = ds[0], ds[1]
     assert len(first["candidates"]) == 100 and first["instance_id"] == f"{visdial[0]['image_id']}_1"
     assert first["text_input"] != second["text_input"] and second["round_id"] == 2  # no shared mutated dict
+    last = build_local("vli_visdial", "val", cache_root / "vd", storage=str(REAL / "visdial/visdial_1.0_val.json"))
+    assert len(last) == len(visdial) and {last[i]["round_id"] for i in range(len(last))} == {10}
+    assert last[0]["text_input"] == ds[9]["text_input"] and last[0]["text_input"].count(" a: ") == 9
 
     flickr = json.loads((REAL / "flickr30k/flickr30k_test.json").read_text())
     _images(cache_root / "fl", [r["image"] for r in flickr])
@@ -447,3 +519,52 @@ def test_real_visdial_flickr_textvqa_llava(cache_root):
     assert len(ds) == len(excerpt)
     assert all("<image>" not in ds[i]["text_input"] for i in range(len(ds)))
     assert isinstance(ds.collater([ds[0], ds[1]])["image"], torch.Tensor)
+
+
+def _official_llava_text(conversations):
+    """The official ``LLAVA150kDataset.__getitem__`` text (Zhudongsheng75/VisLingInstruct
+    vislinginstruct/datasets/datasets/llava_dataset.py:28-39), transcribed from its code: it is not available
+    offline, and the test must not derive the expectation from the code under test."""
+    import re
+
+    text_input = ''
+    for dialog in conversations[:-1]:
+        if dialog['from'] == 'human':
+            text_input += 'Qusetion: {} \n '.format(dialog['value'].replace('<image>', '').replace('\n', ''))
+        else:
+            text_input += 'Answer: {} \n '.format(dialog['value'])
+    text_input += 'Answer: '
+    text_output = conversations[-1]['value']
+    while len(text_input.split(' ')) > 400:
+        indices = [s.start() for s in re.finditer('Qusetion:', text_input)]
+        text_input = text_input[indices[1]:]
+    return text_input, text_output
+
+
+@needs_real
+def test_real_llava_records_get_the_official_text(cache_root):
+    excerpt_path = REAL / "llava_instruct_150k/llava_instruct_150k.excerpt.json"
+    excerpt = json.loads(excerpt_path.read_text())
+    _images(cache_root / "coco", [r["image"] for r in excerpt])
+    ds = build_local("vli_llava_instruct_150k", "train", cache_root / "coco", storage=str(excerpt_path))
+    first = ds[0]
+    assert excerpt[0]["id"] == "000000033471"  # "<image>\n" prefix, three turns; written out by hand:
+    assert first["text_input"] == (
+        "Qusetion: What are the colors of the bus in the image? \n "
+        "Answer: The bus in the image is white and red. \n "
+        "Qusetion: What feature can be seen on the back of the bus? \n "
+        "Answer: The back of the bus features an advertisement. \n "
+        "Qusetion: Is the bus driving down the street or pulled off to the side? \n "
+        "Answer: "
+    )
+    assert first["text_output"] == (
+        "The bus is driving down the street, which is crowded with people and other vehicles.")
+    for i, record in enumerate(excerpt):  # the "\n<image>" suffix record too
+        assert (ds[i]["text_input"], ds[i]["text_output"]) == _official_llava_text(record["conversations"])
+    qa = build("vli_llava_instruct_150k", options={"text_format": "qa"}, build_info={
+        "annotations": {"train": {"storage": str(excerpt_path)}}, "images": {"storage": str(cache_root / "coco")}})
+    assert qa["train"][1]["text_input"] == (
+        "Q: Where is the cat positioned in the image?\n"
+        "A: The cat is positioned on top of the back of the couch in the living room.\n"
+        "What is the cat doing in the image?"
+    )

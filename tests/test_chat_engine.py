@@ -50,7 +50,8 @@ def build_llava(root: Path, records, expand_turns=True):
         image.parent.mkdir(parents=True, exist_ok=True)
         Image.new("RGB", (8, 8)).save(image)
     name = "vli_llava_instruct_150k"
-    options = {"datasets": {name: {"options": {"expand_turns": expand_turns}}}}
+    # the chat engine writes the `qa` format (chat/engine.py, step 2); the builder's default is now the official one
+    options = {"datasets": {name: {"options": {"expand_turns": expand_turns, "text_format": "qa"}}}}
     cfg = Config.build_dataset_config(OmegaConf.create(options))
     return registry.get_builder_class(name)(cfg.datasets[name]).build_datasets()["train"]
 

@@ -351,9 +351,11 @@ def test_readme_protocol_table_matches_the_code():
         assert ("sum" in score) == (cfg.run.get("score") == "sum"), name
         assert guard == cfg.model.aio.guard, name
     wrappers = {r[0]: r[3] for r in rows}
-    assert f"`{templates.CONTEXT_WRAPPER}`" in wrappers["ScienceQA (IMG)"]
-    both = templates.CAPTION_WRAPPER.format(caption="{caption}", prompt=templates.HISTORY_WRAPPER)
-    assert f"`{both}`".replace("\n", "\\n") in wrappers["Visual Dialog"]
+    for style in templates.WRAPPER_STYLES.values():  # the default (official) and the option (LAVIS main)
+        context, history, caption = (wrapper for _, wrapper in style)
+        assert f"`{context}`" in wrappers["ScienceQA (IMG)"]
+        both = caption.format(caption="{caption}", prompt=history)
+        assert f"`{both}`".replace("\n", "\\n") in wrappers["Visual Dialog"]
     assert f"first {templates.OCR_MAX_TOKENS} OCR tokens joined by `{templates.OCR_SEPARATOR.strip()}" in wrappers[
         "TextVQA"]
 

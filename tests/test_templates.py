@@ -10,6 +10,7 @@ from lavis_vislinginstruct.processors.templates import (
     format_dialog_history,
     format_instruction,
     format_llava_instruction,
+    format_llava_official,
     format_ocr_tokens,
     format_options,
     normalize_text,
@@ -87,7 +88,10 @@ def test_scienceqa_context_wrapper_only_when_non_empty():
     without = format_instruction(TEMPLATES["scienceqa"], question="Q?", choices=["a", "b"], context="")
     body = "Given the image, choose the correct option for the following question. Question: Q? \n Options: (a) a (b) b"
     assert without == body
-    assert with_hint == "context: A hint. " + body  # LAVIS main's _predict_class wrapper, verbatim
+    assert with_hint == "Context: A hint. " + body  # the official my_mmlm_vicuna.py:517 wrapper, verbatim
+    lavis = format_instruction(TEMPLATES["scienceqa"], question="Q?", choices=["a", "b"], context="A hint",
+                               wrappers="lavis")
+    assert lavis == "context: A hint. " + body  # LAVIS main's _predict_class wrapper, verbatim
 
 
 def test_visdial_caption_and_history_wrappers():
@@ -97,16 +101,33 @@ def test_visdial_caption_and_history_wrappers():
     text = format_instruction(
         TEMPLATES["visdial"], question="is it black", caption="a cat", turns=[("is it big", "no")]
     )
-    assert text == (
+    assert text == (  # the official history wrapper: capitalized, a space after the newline
+        'This image has the caption "a cat". Dialog history: q: is it big a: no\n'
+        ' Question: is it black \n Short answer:'
+    )
+    lavis = format_instruction(
+        TEMPLATES["visdial"], question="is it black", caption="a cat", turns=[("is it big", "no")], wrappers="lavis"
+    )
+    assert lavis == (
         'This image has the caption "a cat". dialog history: q: is it big a: no\nQuestion: is it black \n Short answer:'
     )
-    first_round = format_instruction(TEMPLATES["visdial"], question="is it black", caption="a cat", turns=[])
-    assert first_round == 'This image has the caption "a cat". Question: is it black \n Short answer:'
+    for style in ("official", "lavis"):
+        first_round = format_instruction(TEMPLATES["visdial"], question="is it black", caption="a cat", turns=[],
+                                         wrappers=style)
+        assert first_round == 'This image has the caption "a cat". Question: is it black \n Short answer:'
 
 
-def test_wrappers_nest_in_lavis_order():
+def test_wrappers_nest_in_predict_class_order():
     text = format_instruction("P {question}", question="q", context="ctx", caption="cap", turns=[("a", "b")])
+    assert text == 'This image has the caption "cap". Dialog history: q: a a: b\n Context: ctx. P q'
+    text = format_instruction("P {question}", question="q", context="ctx", caption="cap", turns=[("a", "b")],
+                              wrappers="lavis")
     assert text == 'This image has the caption "cap". dialog history: q: a a: b\ncontext: ctx. P q'
+
+
+def test_unknown_wrapper_style_is_named():
+    with pytest.raises(ValueError, match="wrappers must be one of official, lavis, got 'LAVIS'"):
+        format_instruction(TEMPLATES["gqa"], question="q", wrappers="LAVIS")
 
 
 def test_template_naming_a_wrapped_field_gets_it_in_place():
@@ -142,10 +163,42 @@ def _lavis_wrap(prompt: str, **fields) -> str:
 def test_wrappers_equal_lavis_main_predict_class(name, fields, wrapped):
     turns = [("is it big", "yes")] if "history" in wrapped else []
     ours = format_instruction(
-        TEMPLATES[name], context=wrapped.get("context"), caption=wrapped.get("caption"), turns=turns, **fields
+        TEMPLATES[name], context=wrapped.get("context"), caption=wrapped.get("caption"), turns=turns,
+        wrappers="lavis", **fields
     )
     body = format_instruction(TEMPLATES[name], **fields)
     assert ours == _lavis_wrap(body, **wrapped)
+
+
+def _official_wrap(prompt: str, **fields) -> str:
+    """The official ``_predict_class`` wrapping of a batch of two (no ``bs == 1`` re-listing), transcribed from
+    Zhudongsheng75/VisLingInstruct vislinginstruct/models/my_mmlm_vicuna.py:514-526 (my_mmlm_flant5.py:490-502 is
+    the same); the code is not available offline, so its f-strings are copied here verbatim."""
+    samples = {k: [v, v] for k, v in fields.items()}
+    prompt = [prompt, prompt]
+    if 'context' in samples.keys() and samples['context'] != '':
+        prompt = [f'Context: {samples["context"][i]}. {prompt[i]}' for i in range(len(prompt))]
+    if 'history' in samples.keys() and samples['history'][0] != '':
+        prompt = [f'Dialog history: {samples["history"][i]}\n {prompt[i]}' for i in range(len(prompt))]
+    if 'caption' in samples.keys() and samples['caption'][0] != '':
+        prompt = [f'This image has the caption "{samples["caption"][i]}". {prompt[i]}' for i in range(len(prompt))]
+    return prompt[0]
+
+
+@pytest.mark.parametrize(
+    "name, fields, wrapped",
+    [
+        ("scienceqa", {"question": "Which is hot?", "choices": ["sun", "ice"]}, {"context": "Think of summer."}),
+        ("visdial", {"question": "is it red"}, {"caption": "a red bus", "history": "q: is it big a: yes"}),
+        ("visdial", {"question": "is it red"}, {"caption": "a red bus"}),
+    ],
+)
+def test_default_wrappers_equal_the_official_predict_class(name, fields, wrapped):
+    turns = [("is it big", "yes")] if "history" in wrapped else []
+    ours = format_instruction(
+        TEMPLATES[name], context=wrapped.get("context"), caption=wrapped.get("caption"), turns=turns, **fields
+    )
+    assert ours == _official_wrap(format_instruction(TEMPLATES[name], **fields), **wrapped)
 
 
 def test_ocr_tokens_first_30_joined_by_comma():
@@ -158,6 +211,15 @@ def test_ocr_tokens_first_30_joined_by_comma():
 def test_llava_instruction_history():
     assert format_llava_instruction([], "What is it?") == "What is it?"
     assert format_llava_instruction([("Q1?", "A1."), ("Q2?", "A2.")], "Q3?") == "Q: Q1?\nA: A1.\nQ: Q2?\nA: A2.\nQ3?"
+
+
+def test_llava_official_text_keeps_a_lone_question_over_the_budget():
+    """The official loop would index a second "Qusetion:" that does not exist (IndexError); we keep the question."""
+    question = " ".join(["why"] * 450)
+    assert format_llava_official([("human", question)]) == f"Qusetion: {question} \n Answer: "
+    # an earlier long turn is still dropped before the lone question is reached
+    text = format_llava_official([("human", question), ("gpt", "A."), ("human", "Q?")])
+    assert text == "Qusetion: Q? \n Answer: "
 
 
 def test_missing_field_is_a_clear_error():
@@ -189,3 +251,13 @@ def test_vli_instruction_processor_named_and_custom_templates():
     assert custom(question="Why?") == "Q: Why? A:"
     with pytest.raises(ValueError, match="template"):
         cls.from_config(OmegaConf.create({"name": "vli_instruction"}))
+
+
+def test_vli_instruction_processor_wrapper_styles():
+    cls = registry.get_processor_class("vli_instruction")
+    fields = dict(question="Q?", choices=["a", "b"], context="A hint")
+    official = cls.from_config(OmegaConf.create({"template": "scienceqa"}))
+    lavis = cls.from_config(OmegaConf.create({"template": "scienceqa", "wrappers": "lavis"}))
+    assert official(**fields).startswith("Context: A hint. ") and lavis(**fields).startswith("context: A hint. ")
+    with pytest.raises(ValueError, match="got 'Lavis' \\(text_processor key 'wrappers'\\)"):
+        cls.from_config(OmegaConf.create({"template": "scienceqa", "wrappers": "Lavis"}))

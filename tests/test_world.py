@@ -415,6 +415,7 @@ def _reader(root: str, manifest: Dict[str, Any], group: str, name: str, cls: Any
     extra = {k: os.path.join(root, v) for k, v in entry["annotations"].items() if k in ("ocr", "pid_splits")}
     main = [os.path.join(root, v) for k, v in entry["annotations"].items() if k not in extra]
     text = TextProcessor() if group == "train" else InstructionProcessor(name)
+    demo_format = {"text_format": "qa"} if group == "train" else {}  # as projects/vislinginstruct/demo/stage_*.yaml
     return cls(
         vis_processor=lambda image: image.size,
         text_processor=text,
@@ -422,6 +423,7 @@ def _reader(root: str, manifest: Dict[str, Any], group: str, name: str, cls: Any
         ann_paths=main,
         split=split,
         files=extra,
+        **demo_format,
     )
 
 
@@ -498,3 +500,32 @@ def test_rephrasing_keeps_keywords_and_statements_have_requested_truth() -> None
             statement = make_statement(scene, label, rng)
             assert _statement_holds(statement.text, scene.to_dict()) == bool(label)
             assert statement.rephrased().text != statement.text
+
+
+def test_demo_scienceqa_evaluation_wraps_hints_as_the_world_trains() -> None:
+    """The demo keeps LAVIS main's ``context:`` wrapper on both sides while the evaluation default is the official
+    ``Context:`` (a changed default must not split the demo's training and evaluation text)."""
+    from omegaconf import OmegaConf
+
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "projects", "vislinginstruct", "demo",
+                        "eval_scienceqa.yaml")
+    proc = InstructionProcessor.from_config(OmegaConf.load(path).datasets.vli_scienceqa.text_processor.eval)
+    hint = ins.SCIENCEQA_HINTS["count"]
+    question, choices = "How many circles are there?", ["1", "2", "3"]
+    assert proc(question=question, choices=choices, context=hint) == ins.scienceqa_instruction(question, choices, hint)
+    assert ins.scienceqa_instruction(question, choices, hint).startswith(f"context: {hint}. ")
+
+
+def test_demo_trains_on_the_qa_text_format() -> None:
+    """The official training text became the default; the demo's stages keep the format it was built and measured
+    with (a world conversation's earlier turns as ``Q: ..\\nA: ..\\n``, then the question)."""
+    from lavis.common.config import Config
+    from omegaconf import OmegaConf
+
+    folder = os.path.join(os.path.dirname(__file__), os.pardir, "projects", "vislinginstruct", "demo")
+    for stage in ("stage_a", "stage_a2", "stage_b"):
+        cfg = OmegaConf.load(os.path.join(folder, f"{stage}.yaml"))
+        merged = Config.build_dataset_config(cfg).datasets.vli_llava_instruct_150k  # over the dataset's defaults
+        assert merged.options.text_format == "qa", stage
+    default = Config.build_dataset_config(OmegaConf.create({"datasets": {"vli_llava_instruct_150k": {}}}))
+    assert default.datasets.vli_llava_instruct_150k.options.text_format == "official"

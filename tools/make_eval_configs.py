@@ -58,6 +58,8 @@ def task_lines(bench: Benchmark) -> List[str]:
     lines = ["  score: sum  # summed NLL of each candidate's tokens, as LAVIS's _predict_class; `mean`: per token"]
     if bench.name == "visdial":
         dense = "visdial/annotations/visdial_1.0_val_dense_annotations.json"
+        lines.append("  # the last round of each val dialog: Appendix D's 2064 (why: configs/datasets/visdial)")
+        lines.append("  # every round (20640): --options datasets.vli_visdial.options.rounds=all")
         lines.append(f"  # NDCG too: --options run.visdial_dense_annotations={dense}")
     return lines
 

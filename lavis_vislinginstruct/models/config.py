@@ -50,7 +50,13 @@ class QFormerCfg:
     vocab_size: int = 30523  # bert-base-uncased plus [DEC]
     max_position_embeddings: int = 512
     tokenizer: str = "bert-base-uncased"  # local path, HF id or a bundled tiny tokenizer name
-    max_txt_len: int = 128  # instruction tokens kept (left truncation), Q-Former and LLM alike
+    # Instruction tokens kept, cut from the left: the Q-Former's text always; the LLM's input in training and in
+    # the IAS (never in generation or ranking). One value for both, as the official code's one `max_txt_len`
+    # (Zhudongsheng75/VisLingInstruct vislinginstruct/models/my_mmlm_vicuna.py:59,74 left-truncating tokenizers,
+    # :167-171 and :200-207 training, :297-301 generation, :529-533 and :600-607 ranking). 512 as every official
+    # config (eval_configs/eval_vicuna7b.yaml:23, eval_flant5.yaml:20, train_configs/finetune_my_mmlm_*.yaml:25);
+    # LAVIS main's default is 128. At most `max_position_embeddings` (the Q-Former's text positions).
+    max_txt_len: int = 512
 
 
 @dataclass
@@ -72,6 +78,14 @@ class LLMCfg:
     device_map: str = ""
 
     def __post_init__(self):
+        if self.family == "encoder_decoder" and self.dtype == "fp16":
+            # FlanT5 overflows in fp16 (LAVIS issue 206: garbage output); LAVIS and the official
+            # my_mmlm_flant5.py:79 keep T5's weights in bf16 and run it under bf16 autocast.
+            raise ValueError(
+                "model.llm.dtype=fp16 is not supported for FlanT5 (model.llm.family=encoder_decoder): T5's "
+                "activations overflow in fp16 and it writes garbage (LAVIS issue 206). Use model.llm.dtype=bf16 "
+                "(or auto: bf16 on GPU, fp32 on CPU), or fp32"
+            )
         if self.load_in_8bit and self.load_in_4bit:
             raise ValueError("model.llm.load_in_8bit and model.llm.load_in_4bit exclude each other: choose one")
         if self.device_map and not re.fullmatch(DEVICE_MAP, self.device_map):
@@ -113,6 +127,13 @@ class VisLingInstructCfg:
     hf_checkpoint: str = ""  # alternative: a HF `Salesforce/instructblip-*` state dict (.bin/.safetensors or dir)
     freeze_qformer: bool = True  # the paper trains only the projection (and CMAA parameters, if any)
     freeze_llm: bool = True
+
+    def __post_init__(self):
+        if self.qformer.max_txt_len > self.qformer.max_position_embeddings:
+            raise ValueError(
+                f"model.qformer.max_txt_len={self.qformer.max_txt_len} exceeds the Q-Former's text positions, "
+                f"model.qformer.max_position_embeddings={self.qformer.max_position_embeddings}"
+            )
 
     @classmethod
     def from_omegaconf(cls, cfg: Any) -> "VisLingInstructCfg":

@@ -19,8 +19,10 @@ Choices where the paper is silent:
 
 * Hateful Memes: ROC-AUC of the continuous score ``loss("no") - loss("yes")`` (higher = more hateful); the
   argmin accuracy is reported beside it.
-* Visual Dialog: the ground truth's rank among the 100 options by NLL (lower is better), ties ranked
-  pessimistically (``metrics.ranking``); NDCG only when ``run.visdial_dense_annotations`` names the dense file.
+* Visual Dialog: the last round of each of the 2064 val dialogs (Appendix D's count; dataset option ``rounds``,
+  where ``configs/datasets/visdial/defaults.yaml`` gives the evidence), the ground truth's rank among the 100
+  options by NLL (lower is better), ties ranked pessimistically (``metrics.ranking``); NDCG only when
+  ``run.visdial_dense_annotations`` names the dense file (over the selected rounds that are densely annotated).
 * NoCaps also reports CIDEr per domain when the annotation file gives each image's domain.
 """
 
@@ -195,7 +197,7 @@ BENCHMARKS: Dict[str, Benchmark] = {
         Benchmark("textvqa", "TextVQA", "vli_textvqa", "val", "generation", "accuracy", ("answers",), score_vqa,
                   method="predict_answers", count=5000),
         Benchmark("visdial", "Visdial", "vli_visdial", "val", "ranking", "mrr", ("gt_index", "image_id", "round_id"),
-                  score_visdial, batch_size_eval=1, count=20640),
+                  score_visdial, batch_size_eval=1, count=2064),  # last rounds (configs/datasets/visdial)
         Benchmark("scienceqa", "SciQA", "vli_scienceqa", "test", "ranking", "accuracy", _CHOICE_GT, score_choice,
                   count=2017),
         Benchmark("hateful_memes", "HM", "vli_hateful_memes", "val", "ranking", "auc", _CHOICE_GT + ("label",),

@@ -54,6 +54,7 @@ GQA_TYPES = ("color", "shape", "size", "count", "exist")  # the evaluation set's
 GQA_TRAIN_TYPES = GQA_TYPES + ("where",)
 SCIENCEQA_TYPES = ("color", "shape", "size", "count", "text")
 SCIENCEQA_HINTS = {"count": "Shapes can be circles, squares or triangles."}  # ScienceQA `hint` (the context)
+DEMO_WRAPPERS = "lavis"  # style of the context wrapper in the demo's training and evaluation (processors.templates)
 KINDS = ("benchmark", "user_benchmark", "rewrite", "user_rewrite", "chat")
 KIND_WEIGHTS = {"benchmark": 0.45, "rewrite": 0.2, "chat": 0.35}
 FAMILY_WEIGHTS = {"flickr30k": 1.0, "vsr": 2.0, "gqa": 2.0, "scienceqa": 1.5, "textvqa": 1.5}
@@ -83,8 +84,13 @@ def gqa_instruction(question: str) -> str:
 
 
 def scienceqa_instruction(question: str, choices: Sequence[str], hint: str = "") -> str:
-    """The ScienceQA benchmark instruction (with the hint as context when non-empty)."""
-    return format_instruction(TEMPLATES["scienceqa"], question=question, choices=choices, context=hint)
+    """The ScienceQA benchmark instruction (with the hint as context when non-empty).
+
+    The demo keeps LAVIS main's ``context: ..`` wrapper it was built and measured with (the evaluation's default is
+    now the official code's ``Context: ..``); ``projects/vislinginstruct/demo/eval_scienceqa.yaml`` asks for the same.
+    """
+    return format_instruction(TEMPLATES["scienceqa"], question=question, choices=choices, context=hint,
+                              wrappers=DEMO_WRAPPERS)
 
 
 def textvqa_instruction(question: str, ocr_tokens: Sequence[str]) -> str:

@@ -46,7 +46,8 @@ class HatefulMemesBuilder(VliBuilder):
 
 @registry.register_builder("vli_visdial")
 class VisDialBuilder(VliBuilder):
-    """Visual Dialog v1.0 val (2064 dialogs x 10 rounds), split ``val``; ranks 100 options per round."""
+    """Visual Dialog v1.0 val, split ``val``: the last round of each of the 2064 dialogs (``rounds: all``: the 20640
+    rounds); ranks 100 options per round."""
 
     eval_dataset_cls = VisDialEvalDataset
     DATASET_CONFIG_DICT = {"default": "configs/datasets/visdial/defaults.yaml"}

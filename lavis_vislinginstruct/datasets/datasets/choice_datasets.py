@@ -144,7 +144,8 @@ class ScienceQAEvalDataset(MultipleChoiceDataset):
 
     Pids of ``pid_splits[split]`` whose problem has an image (``require_image``), images at
     ``<vis_root>/<split>/<pid>/<image>``; ``instance_id`` is the pid. The problem's ``hint`` is the context, put
-    before the instruction as ``context: {hint}. `` when non-empty (LAVIS main's wrapper, ``processors.templates``).
+    before the instruction as ``Context: {hint}. `` when non-empty (the official code's wrapper; LAVIS main's
+    ``context: {hint}. `` with ``wrappers: lavis``; ``processors.templates``).
 
     Args:
         require_image: Keep only problems with an image (the paper's "set with image context").

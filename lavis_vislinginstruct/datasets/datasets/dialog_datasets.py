@@ -1,15 +1,22 @@
-"""Visual Dialog v1.0 val (2064 dialogs x 10 rounds), ranked over each round's 100 answer options (MRR).
+"""Visual Dialog v1.0 val, ranked over a round's 100 answer options (MRR): the last round of each of the 2064
+dialogs by default (``rounds: last``), all 20640 rounds with ``rounds: all``.
 
 Official ``visdial_1.0_val.json``: ``{"data": {"dialogs": [{"image_id", "caption", "dialog": [{"question": q_idx,
 "answer": a_idx, "answer_options": [100 a_idx], "gt_index"}] x10}], "questions": [str], "answers": [str]}}``.
 
-One sample per (dialog, round): ``image``, ``text_input`` (GQA's Table 4 instruction inside LAVIS main's wrappers:
-``This image has the caption "{caption}". dialog history: q: .. a: ..\\n{instruction}``, the history only from the
-second round on; ``processors.templates``), ``instance_id`` = ``"<image_id>_<round>"`` (round 1-based, as the dense
-annotations' ``round_id``), ``keep_spans`` (question, history, caption), ``candidates`` (the 100 option strings),
-ground truth ``gt_index``, plus ``image_id`` and ``round_id`` for NDCG. Each round gets its own record (LAVIS's
-``VisDialDataset`` appends one mutated dict per dialog, so all its rounds equal the last one). Option strings are
-resolved in ``__getitem__`` so 20k records do not each hold 100 strings.
+Why one round per dialog (the evidence is in ``configs/datasets/visdial/defaults.yaml``): the paper's Appendix D
+counts 2064 val samples, the number of val dialogs, not of rounds; LAVIS main's ``VisDialDataset`` yields each
+dialog's last round (its ten entries are one dict mutated up to round 10), and that round carries the whole
+dialog history.
+
+One sample per selected (dialog, round): ``image``, ``text_input`` (GQA's Table 4 instruction inside the ranked
+benchmarks' wrappers: ``This image has the caption "{caption}". Dialog history: q: .. a: ..\\n {instruction}``, the
+history only from the second round on; ``processors.templates``), ``instance_id`` = ``"<image_id>_<round>"``
+(round 1-based, as the dense annotations' ``round_id``), ``keep_spans`` (question, history, caption), ``candidates``
+(the 100 option strings), ground truth ``gt_index``, plus ``image_id`` and ``round_id`` for NDCG (computed where the
+densely annotated round is among the selected ones). Each round gets its own record (LAVIS's ``VisDialDataset``
+appends one mutated dict per dialog, so all its rounds equal the last one). Option strings are resolved in
+``__getitem__`` so 20k records do not each hold 100 strings.
 """
 
 from typing import Any, Dict, List
@@ -17,24 +24,32 @@ from typing import Any, Dict, List
 from lavis_vislinginstruct.datasets.datasets.base import VliDataset, read_json
 from lavis_vislinginstruct.processors.templates import format_dialog_history, normalize_text
 
+ROUNDS = ("last", "all")  # which rounds of a dialog are samples (module docstring)
+
 
 class VisDialEvalDataset(VliDataset):
     """Visual Dialog ranking samples.
 
     Args:
         image_pattern: Image path under ``vis_root``, formatted with ``image_id``.
+        rounds: ``last``: each dialog's last round, with all earlier rounds as history (2064 val samples, the
+            paper's Appendix D count); ``all``: every round (20640).
         **kwargs: See :class:`VliDataset`.
     """
 
     def __init__(
-        self, *, image_pattern: str = "VisualDialog_val2018/VisualDialog_val2018_{image_id:012d}.jpg", **kwargs
+        self, *, image_pattern: str = "VisualDialog_val2018/VisualDialog_val2018_{image_id:012d}.jpg",
+        rounds: str = "last", **kwargs
     ):
+        if rounds not in ROUNDS:
+            raise ValueError(f"Visual Dialog option rounds must be one of {', '.join(ROUNDS)}, got {rounds!r}")
         self.image_pattern = image_pattern
+        self.rounds = rounds
         self.answers: List[str] = []
         super().__init__(**kwargs)
 
     def load_annotations(self, ann_paths: List[str]) -> List[Dict[str, Any]]:
-        """Expand every dialog into one record per round."""
+        """One record per selected round of every dialog (``rounds``)."""
         records = []
         for path in ann_paths:
             data = read_json(path)["data"]
@@ -45,7 +60,11 @@ class VisDialEvalDataset(VliDataset):
                 caption = normalize_text(dialog["caption"])
                 image = self.image_pattern.format(image_id=dialog["image_id"])
                 turns: List[tuple] = []
+                last = len(dialog["dialog"])
                 for round_id, rnd in enumerate(dialog["dialog"], start=1):
+                    if self.rounds == "last" and round_id < last:
+                        turns.append((questions[rnd["question"]], self.answers[offset + rnd["answer"]]))
+                        continue
                     options = rnd.get("answer_options")
                     if not options or "gt_index" not in rnd:
                         raise ValueError(

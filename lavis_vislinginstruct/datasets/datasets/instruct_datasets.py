@@ -3,26 +3,37 @@
 Official file ``llava_instruct_150k.json`` (https://huggingface.co/datasets/liuhaotian/LLaVA-Instruct-150K): a
 list of ``{"id", "image": "<COCO train2017 file>", "conversations": [{"from": "human"|"gpt", "value"}, ...]}``.
 
-Conversion, as section 4.1 describes: a single-turn conversation gives ``text_input`` = its question and
-``text_output`` = its answer; a multi-turn one gives ``text_input`` = the earlier turns (all but the last) followed
-by the last question (:func:`templates.format_llava_instruction`) and ``text_output`` = the last answer. So there is
-one sample per conversation (LAVIS's ``LLaVA150kInstructDataset`` keeps only the first turn instead);
-``expand_turns: true`` adds one sample per turn, each with the turns before it as history. The ``<image>`` marker
-(prefix ``"<image>\\n"`` or suffix ``"\\n<image>"`` of the first question) is removed. Text goes through the
-configured text processor (``vli_text``: whitespace only; no lower-casing and no 50-word cap as ``blip_caption``).
-LLaVA ids are COCO image ids and repeat across conversations, so ``instance_id`` is ``"<id>_<record index>"``.
+One sample per conversation: ``text_output`` is the last answer, ``text_input`` everything before it (LAVIS's
+``LLaVA150kInstructDataset`` keeps only the first turn instead); ``expand_turns: true`` adds one sample per turn,
+each with the turns before it. How ``text_input`` is written is the option ``text_format``
+(:mod:`lavis_vislinginstruct.processors.templates` holds the wording):
+
+* ``official`` (the default): as the official VisLingInstruct ``llava_dataset.py`` (Zhudongsheng75/VisLingInstruct
+  ``vislinginstruct/datasets/datasets/llava_dataset.py:28-39``): ``Qusetion: {q} \\n Answer: {a} \\n ...
+  Qusetion: {q_last} \\n Answer: `` (its spelling, ``<image>`` and newlines removed from questions), oldest turns
+  dropped while over 400 words (:func:`templates.format_llava_official`). The values are used raw and the target
+  is the last answer as it is: the official dataset applies no text processor, so ``text_processor`` is not
+  applied either.
+* ``qa``: the earlier turns as ``Q: ..\\nA: ..\\n`` followed by the last question
+  (:func:`templates.format_llava_instruction`), ``<image>`` (prefix ``"<image>\\n"`` or suffix ``"\\n<image>"``)
+  removed, every text through the configured text processor (``vli_text``: whitespace only; no lower-casing and no
+  50-word cap as ``blip_caption``). The demo trains on this format.
+
+Every record is validated either way (alternating human/gpt pairs, non-empty texts). LLaVA ids are COCO image ids
+and repeat across conversations, so ``instance_id`` is ``"<id>_<record index>"``.
 """
 
 import logging
 from typing import Any, Dict, List, Tuple
 
 from lavis_vislinginstruct.datasets.datasets.base import VliDataset, read_json
-from lavis_vislinginstruct.processors.templates import format_llava_instruction
+from lavis_vislinginstruct.processors.templates import format_llava_instruction, format_llava_official
 
 logger = logging.getLogger(__name__)
 
 IMAGE_TOKEN = "<image>"
 ROLES = ("human", "gpt")
+TEXT_FORMATS = ("official", "qa")  # see the module docstring
 
 
 class MalformedRecordError(ValueError):
@@ -85,12 +96,21 @@ class LLaVAInstructDataset(VliDataset):
         skip_missing_images: Skip (and count, logged as a warning) records whose image file is missing instead of
             raising an error that names the path.
         expand_turns: One sample per turn instead of one per conversation.
+        text_format: ``official`` (the official code's text, the default) or ``qa`` (module docstring).
         **kwargs: See :class:`VliDataset`.
     """
 
-    def __init__(self, *, skip_missing_images: bool = False, expand_turns: bool = False, **kwargs):
+    def __init__(
+        self, *, skip_missing_images: bool = False, expand_turns: bool = False, text_format: str = "official",
+        **kwargs,
+    ):
+        if text_format not in TEXT_FORMATS:
+            raise ValueError(
+                f"LLaVA-Instruct-150K option text_format must be one of {', '.join(TEXT_FORMATS)}, got {text_format!r}"
+            )
         self.skip_missing_images = skip_missing_images
         self.expand_turns = expand_turns
+        self.text_format = text_format
         super().__init__(**kwargs)
 
     def load_annotations(self, ann_paths: List[str]) -> List[Dict[str, Any]]:
@@ -103,16 +123,22 @@ class LLaVAInstructDataset(VliDataset):
                 raise ValueError(f"{path}: expected a JSON list of LLaVA records, got {type(data).__name__}")
             for index, record in enumerate(data):
                 turns = conversation_turns(record, f"{path} #{index}")
-                turns = [(process(q), process(a)) for q, a in turns]
                 last_turns = range(1, len(turns) + 1) if self.expand_turns else [len(turns)]
                 for last in last_turns:
                     suffix = f"_{last}" if self.expand_turns else ""
+                    if self.text_format == "official":
+                        messages = [(m["from"], m["value"]) for m in record["conversations"][: 2 * last]]
+                        text_input, text_output = format_llava_official(messages[:-1]), messages[-1][1]
+                    else:
+                        done = [(process(q), process(a)) for q, a in turns[:last]]
+                        text_input = format_llava_instruction(done[:-1], done[-1][0])
+                        text_output = done[-1][1]
                     records.append(
                         {
                             "image": record["image"],
                             "instance_id": f"{record['id']}_{index}{suffix}",
-                            "text_input": format_llava_instruction(turns[: last - 1], turns[last - 1][0]),
-                            "text_output": turns[last - 1][1],
+                            "text_input": text_input,
+                            "text_output": text_output,
                         }
                     )
         return records
