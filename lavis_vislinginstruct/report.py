@@ -132,7 +132,33 @@ def load_results(paths: Sequence[str]) -> Dict[Tuple[str, str, str], Dict[str, A
             logger.warning("two results for %s: using %s, not %s", key, newer["path"], older["path"])
             summary = newer
         results[key] = summary
+    check_same_weights(results)
     return results
+
+
+def check_same_weights(results: Dict[Tuple[str, str, str], Dict[str, Any]]) -> None:
+    """Refuse to put runs of one LLM that read different weight files (InstructBLIP ``checkpoint``,
+    ``hf_checkpoint``, ViT, fine-tuned projection) in one table: its rows would not compare one model.
+
+    Raises:
+        ValueError: Naming two runs and the weight key where they differ.
+    """
+    seen: Dict[str, Tuple[Dict[str, str], str]] = {}
+    for (llm, _, _), summary in sorted(results.items(), key=lambda kv: kv[1]["path"]):
+        weights = summary["model"].get("weights")
+        if weights is None:  # a summary from before run records named their weights
+            continue
+        if llm not in seen:
+            seen[llm] = (weights, summary["path"])
+            continue
+        first, path = seen[llm]
+        differ = sorted(k for k in set(first) | set(weights) if first.get(k) != weights.get(k))
+        if differ:
+            raise ValueError(
+                f"{summary['path']} and {path} evaluate {llm} with different weights ({', '.join(differ)}: "
+                f"{weights.get(differ[0]) or 'none'} vs {first.get(differ[0]) or 'none'}); a table compares rows of "
+                "one model: report them separately (pass the folders of one model's runs)"
+            )
 
 
 # ------------------------------------------------------------------------------------------------ tables

@@ -64,7 +64,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument(
         "--options",
         nargs="+",
-        help="override settings of the configuration, as key=value pairs (e.g. run.max_epoch=1 run.device=cpu)",
+        action="extend",
+        help="override settings of the configuration, as key=value pairs (e.g. run.max_epoch=1 run.device=cpu); "
+        "given more than once, the lists add up (later entries win)",
     )
     parser.add_argument(
         "--model-spec",

@@ -373,26 +373,39 @@ def _fake_python(tmp_path):
 def test_eval_sh_launches_one_config(tmp_path):
     script = REPO / "run_scripts" / "vislinginstruct" / "eval" / "eval.sh"
     env = _fake_python(tmp_path)
-    out = subprocess.run([str(script), "scienceqa", "vicuna7b", "--options", "model.aio.mode=off"], env=env,
-                         capture_output=True, text=True, check=True).stdout  # fmt: skip
+    finetuned = tmp_path / "ft.pth"
+    finetuned.write_bytes(b"x")
+    out = subprocess.run([str(script), "scienceqa", "vicuna7b", "--finetuned", str(finetuned), "--options",
+                          "run.row=vanilla"], env=env, capture_output=True, text=True, check=True).stdout
     assert out.strip() == ("python -m torch.distributed.run --nproc_per_node=2 evaluate.py --cfg-path "
-                           "projects/vislinginstruct/eval/scienceqa_vicuna7b.yaml --options model.aio.mode=off")
-    bad = subprocess.run([str(script), "sciqa", "vicuna7b"], env=env, capture_output=True, text=True)
+                           "projects/vislinginstruct/eval/scienceqa_vicuna7b.yaml --options "
+                           f"model.finetuned={finetuned} --options run.row=vanilla")
+    bad = subprocess.run([str(script), "sciqa", "vicuna7b", "--finetuned", str(finetuned)], env=env,
+                         capture_output=True, text=True)
     assert bad.returncode == 2 and "no config" in bad.stderr and "scienceqa" in bad.stderr and not bad.stdout
     missing = subprocess.run([str(script)], env=env, capture_output=True, text=True)
-    assert missing.returncode != 0 and "usage: eval.sh <benchmark> <llm>" in missing.stderr
+    assert missing.returncode != 0 and "usage: eval.sh <benchmark> <llm> --finetuned PATH" in missing.stderr
+    no_projection = subprocess.run([str(script), "gqa", "vicuna7b"], env=env, capture_output=True, text=True)
+    assert no_projection.returncode == 2 and "--finetuned PATH is required" in no_projection.stderr
+    absent = subprocess.run([str(script), "gqa", "vicuna7b", "--finetuned", str(tmp_path / "no.pth")], env=env,
+                            capture_output=True, text=True)
+    assert absent.returncode == 2 and "no.pth: no such file" in absent.stderr
 
 
-def test_ablation_sh_runs_the_four_rows_of_every_benchmark(tmp_path):
+def test_ablation_sh_runs_the_four_rows_of_every_benchmark_from_one_projection(tmp_path):
     script = REPO / "run_scripts" / "vislinginstruct" / "eval" / "ablation.sh"
-    out = subprocess.run([str(script), "flant5xl"], env=_fake_python(tmp_path), capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()  # fmt: skip
+    finetuned = tmp_path / "ft.pth"
+    finetuned.write_bytes(b"x")
+    env = _fake_python(tmp_path)
+    out = subprocess.run([str(script), "flant5xl", "--finetuned", str(finetuned)], env=env,
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
     assert len(out) == 4 * len(bm.ORDER) + 1 and out[-1].startswith("python -m lavis_vislinginstruct.report")
     for i, bench in enumerate(bm.ORDER):
-        rows = [line.split("--options ")[1] for line in out[4 * i : 4 * i + 4]]
-        assert all(f"eval/{bench}_flant5xl.yaml" in line for line in out[4 * i : 4 * i + 4])
-        assert rows == ["model.cmaa.enabled=False model.aio.mode=off", "model.aio.mode=off", "model.aio.mode=rewrite",
-                        "model.aio.mode=full"]  # fmt: skip
+        lines = out[4 * i : 4 * i + 4]
+        assert all(f"eval/{bench}_flant5xl.yaml --options model.finetuned={finetuned}" in line for line in lines)
+        assert [line.rsplit("--options ", 1)[1] for line in lines] == [f"run.row={row}" for row in bm.VARIANTS]
+    refused = subprocess.run([str(script), "flant5xl", "gqa"], env=env, capture_output=True, text=True)
+    assert refused.returncode == 2 and "--finetuned PATH is required" in refused.stderr and not refused.stdout
 
 
 # ----------------------------------------------------------------------------- scorers and result store
@@ -459,3 +472,57 @@ def test_variant_names():
     assert bm.variant_name(row_for(True, "full", "shuffled")) == "ema_aio_shuffled"
     assert bm.variant_name(row_for(True, "rewrite", "shuffled")) == "ema_rewrite"  # no comparison to shuffle
     assert row_for(False, "off", projection="finetuned").name == "cmaa-off_aio-off_proj-finetuned"
+
+
+def test_ablation_sh_dry_run_writes_the_four_rows_of_table_2(tmp_path):
+    """``ablation.sh vicuna7b --finetuned <tiny checkpoint> gqa`` through torchrun (NPROC=1, the tiny model type):
+    four run records whose rows, CMAA switch and projection files are the paper's."""
+    from conftest import build_tiny
+
+    from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
+    from lavis_vislinginstruct.tasks.result_store import file_digest
+
+    torch.manual_seed(11)
+    model = build_tiny("vislinginstruct_vicuna")
+    base, finetuned = tmp_path / "base.pth", tmp_path / "ft.pth"
+    torch.save({"model": model.full_state_dict()}, base)
+    with torch.no_grad():
+        model.proj.weight.add_(0.5)
+    torch.save(trainable_state_dict(model), finetuned)
+    lay_out(bm.BENCHMARKS["gqa"].builder, tmp_path / "cache")
+    configs = tmp_path / "configs"
+    configs.mkdir()
+    cfg = OmegaConf.load(tiny_config("gqa", tmp_path, llm="vicuna7b", max_samples=2))
+    cfg.model.checkpoint = str(base)
+    OmegaConf.save(cfg, configs / "gqa_vicuna7b.yaml")  # the name ablation.sh looks for, with the tiny model
+    env = {**os.environ, "NPROC": "1", "CONFIG_DIR": str(configs), "EVAL_OUT": str(tmp_path / "out"),
+           "REPORT_DIR": str(tmp_path / "report"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+           "OMP_NUM_THREADS": "1", "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    script = REPO / "run_scripts" / "vislinginstruct" / "eval" / "ablation.sh"
+    proc = subprocess.run([str(script), "vicuna7b", "--finetuned", str(finetuned), "gqa"], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = {r["model"]["row"]: r for r in map(load, sorted((tmp_path / "out").rglob("val_metrics.json")))}
+    assert sorted(records) == sorted(bm.VARIANTS)
+    digests = {"base": file_digest(str(base)), "finetuned": file_digest(str(finetuned))}
+    for row, record in records.items():
+        info = record["model"]
+        assert info["cmaa"] is (row != "vanilla") and info["projection"] == ("base" if row == "vanilla" else
+                                                                             "finetuned")
+        assert info["projection_sha256"] == digests[info["projection"]]
+        assert info["weights"] == {"checkpoint": digests["base"], "finetuned": digests["finetuned"]}
+        assert record["num_samples"] == 2 and (record["aio"] is None) == (row in ("vanilla", "ema"))
+    assert (tmp_path / "report").is_dir()
+
+
+def test_report_refuses_rows_of_different_weights(tmp_path):
+    from lavis_vislinginstruct import report
+
+    for row, finetuned in (("ema", "aaa"), ("ema_aio", "bbb")):
+        folder = tmp_path / row / "result"
+        folder.mkdir(parents=True)
+        summary = {"benchmark": "gqa", "variant": row, "value": 50.0, "finished": row,
+                   "model": {"model_type": "vicuna7b", "weights": {"checkpoint": "base", "finetuned": finetuned}}}
+        (folder / "val_metrics.json").write_text(json.dumps(summary))
+    with pytest.raises(ValueError, match=r"evaluate vicuna7b with different weights \(finetuned: "):
+        report.load_results([str(tmp_path)])

@@ -140,11 +140,13 @@ class VliEvalTask(BaseTask):
             "visdial_dense_annotations": resolve_storage(dense) if dense else "",
             "protocol": cls.family,  # tells the scorer of a benchmark with two protocols (VSR) which one ran
         }
+        weights = with_weight_digests(_without_row_switches(model_container), WEIGHT_KEYS)
+        model_info["weights"] = _weight_files(weights)
         fingerprint_settings = {
             "benchmark": bench.name,
             "task": {"name": cls.task_name, **settings},
             "row": row.to_dict(),
-            "model": with_weight_digests(_without_row_switches(model_container), WEIGHT_KEYS),
+            "model": weights,
             "dataset": OmegaConf.to_container(cfg.datasets_cfg, resolve=True),
         }
         return cls(bench, settings, model_info, fingerprint_settings, options, row)
@@ -418,6 +420,18 @@ def projection_record(model, row: Row) -> Dict[str, Any]:
     """Which projection file the row's answers read, and its SHA-256 (empty for random weights)."""
     path = model.projection_source(row.projection)
     return {"projection_file": path, "projection_sha256": file_digest(path) if path and os.path.isfile(path) else ""}
+
+
+def _weight_files(model: Dict[str, Any]) -> Dict[str, str]:
+    """Per weight key of :data:`WEIGHT_KEYS` that is set, the file's SHA-256 (or the value, for a folder or an id)."""
+    out = {}
+    for key in WEIGHT_KEYS:
+        node: Any = model
+        for part in key.split("."):
+            node = node.get(part) if isinstance(node, dict) else None
+        if node:
+            out[key] = node["sha256"] if isinstance(node, dict) else str(node)
+    return out
 
 
 def _without_row_switches(model: Dict[str, Any]) -> Dict[str, Any]:
