@@ -185,7 +185,8 @@ def test_guard_none_uses_the_generated_instruction_and_counts_the_loss(arch, ima
     for t in traces:
         assert t.used == "Describe the image." and t.reason == "" and not t.guard_fired  # the paper: used as is
         assert t.lost_spans == t.keep_spans  # ... but the loss is on record
-    assert summarize(traces) == {"samples": 2, "changed": 2, "content_lost": 2, "guard_fired": 0, "empty": 0}
+    assert summarize(traces) == {"samples": 2, "changed": 2, "content_lost": 2, "guard_fired": 0, "empty": 0,
+                                 "truncated": 0}
 
 
 def test_shuffled_order_swaps_scores_for_about_half_of_the_samples(arch, images):

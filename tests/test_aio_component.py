@@ -53,8 +53,59 @@ class FakeBackend:
     def qformer_token_budget(self, texts):
         return [(len(t.split()), 100) for t in texts]
 
+    def generation_room(self, prompts, visual):
+        return None
+
     def cache_token(self):
         return self.token
+
+
+class LongOutputBackend(FakeBackend):
+    """Generates exactly as many one-word tokens as allowed (every output reaches its cap), in a context of
+    ``context`` tokens."""
+
+    def __init__(self, context=None):
+        super().__init__()
+        self.context, self.caps = context, []
+
+    def generate(self, prefix, prompts, decoding):
+        self.caps.append(decoding["max_new_tokens"])
+        return [" ".join(["w"] * decoding["max_new_tokens"])] * len(prompts)
+
+    def llm_token_counts(self, texts):
+        return [len(t.split()) + 1 for t in texts]  # one special token, as the LLM tokenizers add
+
+    def generation_room(self, prompts, visual):
+        if self.context is None:
+            return None
+        return self.context - max(n for n in self.llm_token_counts(prompts)) - (32 if visual else 0)
+
+    def visual_prefix(self, features, rows, texts):
+        return list(rows)
+
+    def prefix_rows(self, prefix, rows):
+        return [prefix[r] for r in rows]
+
+    def continuation_nll(self, prefix, prompts, continuations):
+        return [1.0 + len(c) for c in continuations]
+
+
+def test_a_long_instruction_may_be_replaced_by_one_as_long_and_a_capped_output_is_counted():
+    """The old cap of 160 new tokens cut any optimized instruction longer than about 125 tokens, silently."""
+    long = " ".join(["word"] * 299)  # 300 tokens with the special token
+    backend = LongOutputBackend()
+    traces = InstructionOptimizer(AIOCfg(mode="full", guard="none"), backend).optimize([0], [long])
+    assert backend.caps == [304, 304]  # rewrite and comparison: as long as the instruction + 4 (160 before)
+    (trace,) = traces
+    assert trace.truncated == {"qformer": [299, 100], "rewrite": [304, 304], "optimized": [304, 304]}
+    assert summarize(traces)["truncated"] == 1
+    short = InstructionOptimizer(AIOCfg(mode="full"), LongOutputBackend()).optimize([0], ["a b c"])[0]
+    assert summarize([short])["truncated"] == 1  # 1.25 x 4 + 4 = 9 tokens, all used: also counted
+    # ... never past the LLM's context: 512 - the prompt's tokens (- 32 visual tokens for the comparison)
+    backend = LongOutputBackend(context=512)
+    InstructionOptimizer(AIOCfg(mode="full"), backend).optimize([0], [long])
+    rewrite_prompt_tokens = 300 + len(AIOCfg().rewrite_template.split()) - 1
+    assert backend.caps[0] == 512 - rewrite_prompt_tokens and backend.caps[1] < backend.caps[0]
 
 
 def test_rewrite_cache_key_template_decoding_weights_and_bound():
@@ -96,7 +147,11 @@ def test_caps_are_bounded_for_huge_instructions():
     backend = FakeBackend()
     opt = InstructionOptimizer(AIOCfg(), backend)
     (out,) = opt.rewrite([" ".join(["word"] * 5000)])
-    assert out.endswith("|160)")  # 1.25 x 5000 + 4 would be 6254 new tokens
+    assert out.endswith("|5004)")  # as long as the instruction + 4, not 1.25 x 5000 + 4 (6254); no context here
+    full = FakeBackend()
+    full.generation_room = lambda prompts, visual: 2048 - 5020
+    (out,) = InstructionOptimizer(AIOCfg(), full).rewrite([" ".join(["word"] * 5000)])
+    assert out.endswith("|1)")  # a context the prompt already fills leaves one token
     (out,) = opt.rewrite(["three short words"])
     assert out.endswith(f"|{int(1.25 * 3) + 4})")
 
@@ -135,7 +190,8 @@ def test_summary_counts():
     traces = [sample_trace(), sample_trace(used="Q: colour? A:", guard_fired=True, reason="lost task content"),
               sample_trace(optimized="", lost_spans=[], used="Q: colour? A:", reason="empty output"),
               AIOTrace(mode="off", initial="x")]
-    assert summarize(traces) == {"samples": 3, "changed": 1, "content_lost": 2, "guard_fired": 1, "empty": 1}
+    assert summarize(traces) == {"samples": 3, "changed": 1, "content_lost": 2, "guard_fired": 1, "empty": 1,
+                                 "truncated": 0}
 
 
 def test_token_counts_are_memoized_and_cache_size_zero_still_works():

@@ -169,7 +169,8 @@ def test_resumed_aio_run_equals_uninterrupted_trace_for_trace(tmp_path, monkeypa
     got = load(result_files(resumed["result_dir"], "val")["traces"])
     assert _without_timings(got) == _without_timings(expected)
     aio = resumed["metrics"]["val"]["aio"]
-    assert aio["samples"] == 3 and set(aio) == {"samples", "changed", "content_lost", "guard_fired", "empty"}
+    assert aio["samples"] == 3 and set(aio) == {"samples", "changed", "content_lost", "guard_fired", "empty",
+                                                "truncated"}
 
 
 def _without_timings(traces):

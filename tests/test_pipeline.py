@@ -157,7 +157,8 @@ def test_evaluate_runs_a_row_on_one_spec_as_a_separately_configured_run(arch, we
     assert by_row["model"]["row"] == "vanilla" and by_row["model"]["projection"] == "base"
     assert by_row["model"]["projection_file"] == base and len(by_row["model"]["projection_sha256"]) == 64
     # the old way: a model configured without the fine-tuned projection and with CMAA off
-    separate = _eval(tmp_path, f"model.checkpoint={base}", "model.cmaa.enabled=False", "run.job_id=separate")
+    separate = _eval(tmp_path, f"model.checkpoint={base}", "model.cmaa.enabled=False", "model.aio.mode=off",
+                     "run.row=null", "run.job_id=separate")
     predictions = [load_predictions(by_row), load_predictions(separate["metrics"]["val"])]
     assert predictions[0] == predictions[1]
     ema = _eval(tmp_path, "run.row=ema", spec=spec)["metrics"]["val"]
@@ -178,11 +179,12 @@ def test_a_spec_names_weights_not_rows(arch, tmp_path):
 
     spec = write_model_spec(str(tmp_path / "model.yaml"), {"arch": arch, "model_type": "tiny",
                                                            "aio": {"mode": "full"}})
-    with pytest.raises(ValueError, match=r"model spec .*model.yaml sets model.aio.mode=full, but .* sets off: a model "
-                                         r"spec names weights, not rows; choose the row with run.row"):
-        _eval(tmp_path, spec=spec)
-    with pytest.raises(ValueError, match=r"sets model.aio.mode=full, but run.row=ema runs model.aio.mode=off"):
+    with pytest.raises(ValueError, match=r"model spec .*model.yaml sets model.aio.mode=full, but run.row=ema runs "
+                                         r"model.aio.mode=off: the row alone chooses"):
         _eval(tmp_path, "run.row=ema", spec=spec)
+    off = write_model_spec(str(tmp_path / "off.yaml"), {"arch": arch, "model_type": "tiny", "aio": {"mode": "off"}})
+    with pytest.raises(ValueError, match=r"sets model.aio.mode=off, but run.row=ema_aio runs model.aio.mode=full"):
+        _eval(tmp_path, spec=off)  # the config's row (ema_aio)
     with pytest.raises(ValueError, match=r"--options sets model.cmaa.enabled=False, but run.row=ema_aio runs"):
         _eval(tmp_path, "run.row=ema_aio", "model.cmaa.enabled=False")
     out = _eval(tmp_path, "run.row=ema_aio", spec=spec)["metrics"]["val"]  # the spec agrees with the row

@@ -25,7 +25,11 @@ implements :class:`~.protocol.AIOBackend` (VisLingInstruct itself, or HF's Instr
    them instead, ``guard: none`` (the paper) uses the proposed one anyway. Every decision is in the trace.
 
 Generated instructions are capped at ``aio.max_new_tokens`` new tokens, or (0) 1.25 x the longest instruction they
-replace + 4, never more than ``aio.max_new_tokens_limit``. The time of each stage is recorded in the traces.
+replace + 4, at most ``aio.max_new_tokens_limit`` unless the instruction itself is longer: an optimized instruction
+may always be as long as the one it replaces + 4 tokens. Either way the cap never passes the room the LLM's context
+leaves after the prompt (:meth:`~.protocol.AIOBackend.generation_room`). An output that reaches its cap (its
+re-tokenized length) is flagged in the trace (``truncated["rewrite"]`` / ``truncated["optimized"]``) and counted
+(:func:`~.trace.summarize`). The time of each stage is recorded in the traces.
 """
 import json
 import logging
@@ -101,7 +105,7 @@ class InstructionOptimizer:
         self.misses += len(todo)
         if todo:
             prompts = [rewrite_prompt(self.cfg.rewrite_template, t) for t in todo]
-            outs = self.backend.generate(None, prompts, self._decoding(todo))
+            outs = self.backend.generate(None, prompts, self._decoding(todo, prompts, visual=False))
             for text, out in zip(todo, outs):
                 found[text] = out.strip()
                 if memo:
@@ -158,6 +162,9 @@ class InstructionOptimizer:
             tr.rewritten = text or tr.initial
             if not text:
                 tr.notes.append("empty rewrite: the initial instruction stands in for it")
+        prompts = [rewrite_prompt(cfg.rewrite_template, t) for t in dict.fromkeys(instructions)]
+        self._flag_capped(traces, "rewrite", [tr.rewritten for tr in traces],
+                          self._decoding(list(dict.fromkeys(instructions)), prompts, visual=False)["max_new_tokens"])
         timings["rewrite"] = time.perf_counter() - start
         if mode == "rewrite":
             for tr in traces:
@@ -181,9 +188,12 @@ class InstructionOptimizer:
             best = min(reversed(shown), key=lambda p: p[1])[0]
             best_rows.append(i if best == tr.initial else n + i)
         prefix = self.backend.prefix_rows(ias_prefix, best_rows)
-        outs = self.backend.generate(prefix, [tr.comparison_prompt for tr in traces], self._decoding(instructions))
+        compare_prompts = [tr.comparison_prompt for tr in traces]
+        decoding = self._decoding(instructions, compare_prompts, visual=True)
+        outs = self.backend.generate(prefix, compare_prompts, decoding)
         for tr, text in zip(traces, outs):
             tr.optimized = text.strip()
+        self._flag_capped(traces, "optimized", [tr.optimized for tr in traces], decoding["max_new_tokens"])
         timings["compare"] = time.perf_counter() - start
         if select == "best_ias":
             start = time.perf_counter()
@@ -236,15 +246,27 @@ class InstructionOptimizer:
             return
         trace.used = proposed
 
-    def _decoding(self, instructions: Sequence[str]) -> Dict[str, Any]:
-        """Greedy (``aio.num_beams``) decoding, capped near the length of the instructions being replaced."""
+    def _decoding(self, instructions: Sequence[str], prompts: Sequence[str], visual: bool) -> Dict[str, Any]:
+        """Greedy (``aio.num_beams``) decoding, capped near the length of the instructions being replaced and within
+        the room the LLM's context leaves after ``prompts`` (module docstring)."""
         cfg = self.cfg
         cap = cfg.max_new_tokens
         if cap <= 0:
             longest = max(self._counts("llm", instructions))
-            cap = min(int(1.25 * longest) + 4, cfg.max_new_tokens_limit)
+            cap = max(min(int(1.25 * longest) + 4, cfg.max_new_tokens_limit), longest + 4)
+        room = self.backend.generation_room(list(prompts), visual)
+        if room is not None:
+            cap = max(1, min(cap, room))
         return {"num_beams": cfg.num_beams, "max_new_tokens": cap,
                 "prompt_lookup_num_tokens": cfg.prompt_lookup_num_tokens}
+
+    def _flag_capped(self, traces: List[AIOTrace], stage: str, texts: Sequence[str], cap: int) -> None:
+        """Flag the traces whose ``stage`` output reached its cap (re-tokenized, less the one special token the
+        counts include) and may be cut short."""
+        for tr, n in zip(traces, self._counts("llm", [t or "" for t in texts])):
+            if n - 1 >= cap:
+                tr.truncated[stage] = [n - 1, cap]
+                tr.notes.append(f"the {stage} output reached its cap of {cap} new tokens and may be cut short")
 
     def _note_truncation(self, traces: List[AIOTrace]) -> None:
         texts = [tr.initial for tr in traces]

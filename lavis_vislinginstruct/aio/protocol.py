@@ -41,6 +41,10 @@ class AIOBackend(Protocol):
     def llm_token_counts(self, texts: Sequence[str]) -> List[int]:
         """Number of LLM tokens of each text."""
 
+    def generation_room(self, prompts: Sequence[str], visual: bool) -> Optional[int]:
+        """New tokens the LLM's context leaves after the longest of ``prompts`` (and the visual tokens, with
+        ``visual``), or None when the LLM has no fixed context."""
+
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         """(tokens, budget) of each text as the Q-Former reads it; tokens beyond the budget are cut."""
 

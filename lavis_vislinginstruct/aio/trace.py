@@ -38,7 +38,8 @@ class AIOTrace:
         notes: Anything else worth knowing (truncation of long instructions), as text for a person.
         truncated: What was cut, as data: ``{"qformer": [tokens, limit]}`` when the initial instruction is longer
             than the Q-Former reads, ``{"llm": [tokens, limit]}`` when the answer's LLM prompt is longer than the
-            LLM reads (the start is cut in both).
+            LLM reads (the start is cut in both); ``{"rewrite" | "optimized": [tokens, cap]}`` when a generated
+            instruction reached its cap of new tokens (its end may be missing).
         timings: Seconds per stage (:data:`STAGES`) for the batch the sample was in, and ``batch`` (its size).
     """
 
@@ -86,7 +87,8 @@ class AIOTrace:
 
 
 def summarize(traces: List[AIOTrace]) -> Dict[str, int]:
-    """Counts over traces: how often AIO changed the instruction, lost content, fell back, produced nothing."""
+    """Counts over traces: how often AIO changed the instruction, lost content, fell back, produced nothing, or
+    generated an instruction that reached its cap of new tokens (``truncated``)."""
     active = [t for t in traces if t.mode != "off"]
     return {
         "samples": len(active),
@@ -94,6 +96,7 @@ def summarize(traces: List[AIOTrace]) -> Dict[str, int]:
         "content_lost": sum(bool(t.lost_spans) for t in active),
         "guard_fired": sum(t.guard_fired for t in active),
         "empty": sum(t.proposed is not None and not t.proposed.strip() for t in active),
+        "truncated": sum(bool({"rewrite", "optimized"} & set(t.truncated)) for t in active),
     }
 
 

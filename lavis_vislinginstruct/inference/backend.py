@@ -80,6 +80,12 @@ class VisLingInstructBackend:
         """LLM tokens of each text (special tokens included, as the adapter tokenizes prompts)."""
         return self.model.adapter.token_counts(texts)
 
+    def generation_room(self, prompts: Sequence[str], visual: bool) -> Optional[int]:
+        """New tokens the LLM's context leaves after the longest prompt and, with ``visual``, the row's visual
+        tokens (32 query outputs, 64 with CMAA)."""
+        queries = self.model.cfg.qformer.num_query_token * (2 if self.cmaa else 1)
+        return self.model.adapter.generation_room(prompts, queries if visual else 0)
+
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         """(Q-Former tokens, ``qformer.max_txt_len``) of each text."""
         limit = self.model.cfg.qformer.max_txt_len

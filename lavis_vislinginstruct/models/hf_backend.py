@@ -113,6 +113,10 @@ class HFInstructBlipBackend:
     def llm_token_counts(self, texts: Sequence[str]) -> List[int]:
         return self.adapter.token_counts(texts)
 
+    def generation_room(self, prompts: Sequence[str], visual: bool) -> Optional[int]:
+        """New tokens the LLM's context leaves after the longest prompt and, with ``visual``, the query outputs."""
+        return self.adapter.generation_room(prompts, self.model.config.num_query_tokens if visual else 0)
+
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         return [(len(ids), self.max_txt_len) for ids in self.qformer_tokenizer(list(texts)).input_ids]
 

@@ -72,6 +72,20 @@ class LLMAdapter:
         """LLM tokens of each text (special tokens included, as prompts are tokenized)."""
         return [len(ids) for ids in self.tokenizer(list(texts)).input_ids]
 
+    def context_length(self) -> Optional[int]:
+        """The LLM's context in tokens (visual tokens, prompt and generated tokens), or None when it has none."""
+        return None
+
+    def generation_room(self, prompts: Sequence[str], visual_tokens: int) -> Optional[int]:
+        """New tokens the context leaves after the longest of ``prompts`` (as generation cuts them) and
+        ``visual_tokens``; None without a fixed context."""
+        context = self.context_length()
+        if context is None:
+            return None
+        limit = self.prompt_limit()
+        longest = max(min(n, limit) if limit else n for n in self.token_counts(prompts))
+        return context - longest - visual_tokens
+
     def prompt_limit(self) -> Optional[int]:
         """Most LLM tokens of a generation prompt (longer ones lose their start), or None when none is cut (FlanT5:
         relative positions have no context limit, and LAVIS's T5 ``generate`` reads the prompt whole)."""
@@ -115,6 +129,10 @@ class DecoderOnlyAdapter(LLMAdapter):
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.get_input_embeddings()(ids)
+
+    def context_length(self) -> Optional[int]:
+        """LLaMA's ``max_position_embeddings``."""
+        return getattr(self.lm.config, "max_position_embeddings", None)
 
     def prompt_limit(self) -> Optional[int]:
         """``max_txt_len``: a generation prompt keeps its last ``max_txt_len`` tokens, where training cuts the
@@ -346,6 +364,12 @@ class EncoderDecoderAdapter(LLMAdapter):
 
     def embed(self, ids: torch.Tensor) -> torch.Tensor:
         return self.lm.encoder.embed_tokens(ids)
+
+    def generation_room(self, prompts: Sequence[str], visual_tokens: int) -> Optional[int]:
+        """The prompt is the encoder's: the decoder's room is T5's ``n_positions`` (512 for FlanT5), whatever the
+        prompt (relative positions set no hard limit; this keeps a generated instruction within what T5 was
+        trained to produce)."""
+        return getattr(self.lm.config, "n_positions", None)
 
     def _encoder_inputs(self, prefix, prefix_mask, texts, truncate=True):
         kwargs = dict(truncation=True, max_length=self.max_txt_len) if truncate else {}
