@@ -1,5 +1,6 @@
 """One model, one inference path (issue "One model, one inference path"): the rows of Table 2 on one loaded model,
 tokenizers nobody else's call changes, and each visual prefix computed once per call."""
+import contextlib
 import dataclasses
 
 import pytest
@@ -214,3 +215,55 @@ def test_a_very_long_instruction_is_cut_where_training_cuts_it_and_recorded(imag
     # ... and what it read is the instruction's end, as training's left truncation keeps it
     kept = model.adapter._prompt_tok([long], truncation=True, max_length=limit).input_ids[0]
     assert kept[0] == model.llm_tokenizer.bos_token_id and kept[1:] == model.llm_tokenizer(long).input_ids[-limit + 1:]
+
+
+def _comparable(trace):
+    """A trace without its timings, IAS rounded to what batching may change (float sums in another order)."""
+    out = {k: v for k, v in trace.to_dict().items() if k != "timings"}
+    for key in ("ias_initial", "ias_rewritten", "ias_optimized"):
+        if out[key] is not None:
+            out[key] = round(out[key], 4)
+    return out
+
+
+def test_batch_1_and_batch_8_give_the_same_predictions_scores_and_traces(arch):
+    """lmms-eval issue 236 saw ScienceQA move from 69.56 to 58.70 between batch 1 and 2; ours must not move."""
+    model = build_tiny(arch).eval()
+    g = torch.Generator().manual_seed(21)
+    images = torch.randn(8, 3, 32, 32, generator=g)
+    texts = [f"Question: is shape {i} {'very ' * i}red? Short answer:" for i in range(8)]
+    candidates = [["yes", "no", "maybe"][: 2 + i % 2] for i in range(8)]
+    decoding = Decoding(max_new_tokens=4, num_beams=1)
+    aio = dataclasses.replace(model.cfg.aio, max_new_tokens=5)
+
+    def run(rows, mode):
+        pipeline = VisLingInstructPipeline(model, mode, aio=aio)  # a fresh rewrite cache for every run
+        samples = {"image": images[rows], "text_input": [texts[i] for i in rows]}
+        answers, traces = pipeline.generate(samples, decoding, return_traces=True)
+        ranked = VisLingInstructPipeline(model, mode, aio=aio).predict_class(
+            samples, [candidates[i] for i in rows], return_traces=True)
+        return answers, [_comparable(t) for t in traces], ranked
+
+    for mode in ("ema", "ema_aio"):
+        answers, traces, ranked = run(list(range(8)), mode)
+        for i in range(8):
+            (answer,), (trace,), single = run([i], mode)
+            assert answer == answers[i] and trace == traces[i], (mode, i)
+            assert single["rankings"][0] == ranked["rankings"][i]
+            assert single["scores"][0] == pytest.approx(ranked["scores"][i], abs=1e-4)
+            assert _comparable(single["traces"][0]) == _comparable(ranked["traces"][i])
+
+
+def test_vicuna_ranks_under_bf16_autocast_and_generates_under_fp16(images):
+    """LAVIS main's Blip2VicunaInstruct._predict_class ranks under bf16 (line 592); we autocast to fp16 there."""
+    model = build_tiny("vislinginstruct_vicuna").eval()
+    asked = []
+    real = model.adapter.autocast
+    model.adapter.autocast = lambda dtype=None: asked.append(dtype or model.adapter.autocast_dtype) or real(dtype)
+    with torch.no_grad():
+        model.predict_class({"image": images[:1], "text_input": QUESTIONS[:1]}, [["red", "blue"]])
+        ranked = set(asked)
+        asked.clear()
+        model.generate({"image": images[:1], "text_input": QUESTIONS[:1]}, max_length=2, num_beams=1)
+    assert ranked == {torch.bfloat16} and set(asked) == {torch.float16}
+    assert isinstance(real(torch.bfloat16), contextlib.nullcontext)  # on CPU: no autocast, fp32

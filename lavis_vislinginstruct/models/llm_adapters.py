@@ -48,11 +48,11 @@ class LLMAdapter:
     def device(self) -> torch.device:
         return self.lm.get_input_embeddings().weight.device
 
-    def autocast(self):
-        """Autocast on GPU (fp16 for Vicuna, bf16 for T5, as LAVIS), nothing on CPU."""
+    def autocast(self, dtype: Optional[torch.dtype] = None):
+        """Autocast on GPU (``dtype``, default fp16 for Vicuna and bf16 for T5, as LAVIS), nothing on CPU (fp32)."""
         if self.device.type == "cpu":
             return contextlib.nullcontext()
-        return torch.autocast(device_type=self.device.type, dtype=self.autocast_dtype)
+        return torch.autocast(device_type=self.device.type, dtype=dtype or self.autocast_dtype)
 
     def clean_ids(self, ids: torch.Tensor) -> torch.Tensor:
         """Generated ids as ``generate`` decodes them (in place; the identity unless a family needs more)."""
@@ -118,6 +118,8 @@ class DecoderOnlyAdapter(LLMAdapter):
     model_attr = "llm_model"
     proj_attr = "llm_proj"
     autocast_dtype = torch.float16
+    #: LAVIS main (``Blip2VicunaInstruct._predict_class``) and the official code rank under bf16 autocast.
+    rank_autocast_dtype = torch.bfloat16
 
     def __init__(self, lm, tokenizer, max_txt_len, max_output_txt_len):
         super().__init__(lm, max_txt_len, max_output_txt_len)
@@ -251,7 +253,7 @@ class DecoderOnlyAdapter(LLMAdapter):
         p = tok(list(prompts), padding="longest", return_tensors="pt").to(self.device)
         attention_mask = torch.cat([prefix_mask, p.attention_mask], dim=1)  # (B, T), T = P + Lp
         position_ids = (attention_mask.cumsum(-1) - 1).masked_fill(attention_mask == 0, 1)
-        with self.autocast():
+        with self.autocast(self.rank_autocast_dtype):
             embeds = torch.cat([prefix, self.embed(p.input_ids)], dim=1)
             out = self.lm(
                 inputs_embeds=embeds,
@@ -270,7 +272,7 @@ class DecoderOnlyAdapter(LLMAdapter):
         for start in range(0, longest, chunk_size):
             chunk = [ids[start : start + chunk_size] for ids in cand_ids]
             packed = _pack(chunk, attention_mask, tok.pad_token_id, self.llm_dtype)
-            with self.autocast():
+            with self.autocast(self.rank_autocast_dtype):
                 logits = self.lm(
                     input_ids=packed["ids"],
                     attention_mask=packed["mask"],
