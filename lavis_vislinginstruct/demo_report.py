@@ -130,7 +130,8 @@ def load_results(out: str) -> Dict[str, Any]:
 
 
 def readme_block(summary: Dict[str, Any]) -> str:
-    """The demo's results as README shows them, rendered from ``results.json`` by the same table code."""
+    """The demo's results as README shows them (the table and the paired differences; AIO's own figures and the
+    IAS premise are in ``results.md``), rendered from ``results.json`` by the same table code."""
     cols = columns(summary)
     labels = row_labels(summary)
     figures = figures_of(summary)
@@ -140,8 +141,6 @@ def readme_block(summary: Dict[str, Any]) -> str:
         f"{env['threads']} torch thread(s), torch {env['torch']}; scores x100 with 95 % bootstrap intervals):",
         analysis.table_markdown(figures, labels, cols, summary["baselines"]),
         analysis.differences_markdown(figures, cols),
-        analysis.aio_markdown(figures, labels, cols),
-        analysis.premise_markdown(figures, cols),
     ])
 
 
