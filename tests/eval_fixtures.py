@@ -38,12 +38,14 @@ def tiny_config(benchmark: str, tmp: Path, llm: str = "", aio: str = "off", **ru
         benchmark: Benchmark name (``scienceqa``).
         tmp: Folder for the config, the output (``tmp/out``) and the data (``tmp/cache``).
         llm: Shipped LLM variant to start from (default :data:`SMOKE_LLM`).
-        aio: ``model.aio.mode``.
+        aio: ``model.aio.mode`` (the shipped config's ``run.row`` is removed: the row is the one the model
+            switches describe, CMAA on by default).
         **run: Extra ``run`` keys.
     """
     llm = llm or SMOKE_LLM[benchmark]
     cfg = OmegaConf.load(EVAL_CONFIGS / f"{benchmark}_{llm}.yaml")
     cfg.model.model_type = "tiny"
+    del cfg.run["row"]  # the row comes from the model switches below (tests also pass them as options)
     cfg.model.aio.mode = aio
     cfg.model.aio.max_new_tokens = 6
     (builder,) = list(cfg.datasets)

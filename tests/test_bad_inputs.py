@@ -291,7 +291,8 @@ def test_the_ranking_readers_give_no_duplicate_candidates_on_the_real_samples(ca
     for dialog in visdial:
         make_image(cache_root / "vd" / f"VisualDialog_val2018/VisualDialog_val2018_{dialog['image_id']:012d}.jpg")
     visdial_file = str(REAL / "visdial/visdial_1.0_val.json")
-    datasets = [build_local("vli_visdial", "val", cache_root / "vd", storage=visdial_file)]
+    info = {"annotations": {"val": {"storage": visdial_file}}, "images": {"storage": str(cache_root / "vd")}}
+    datasets = [build("vli_visdial", build_info=info, options={"rounds": "all"})["val"]]  # every round's options
     problems = json.loads((REAL / "scienceqa/problems.json").read_text())
     for pid in json.loads((REAL / "scienceqa/pid_splits.json").read_text())["test"]:
         make_image(cache_root / "sqa" / "test" / pid / "image.png")

@@ -312,11 +312,11 @@ def test_shipped_configs_are_generated_and_consistent(capsys):
         bench = bm.BENCHMARKS[benchmark]
         raw = OmegaConf.to_container(OmegaConf.load(EVAL_CONFIGS / f"{name}.yaml"))
         # overrides only: nothing the model, dataset or task defaults already say
-        assert raw["model"] == {"arch": bm.LLMS[llm][0], "model_type": llm, "aio": {"mode": "full", "guard": "none"}}
+        assert raw["model"] == {"arch": bm.LLMS[llm][0], "model_type": llm, "aio": {"guard": "none"}}
         assert raw["datasets"] == {bench.builder: {}}
         cfg = Config(type("Args", (), {"cfg_path": str(EVAL_CONFIGS / f"{name}.yaml"), "options": None})())
         assert cfg.model_cfg.model_type == llm and cfg.model_cfg.arch == bm.LLMS[llm][0]
-        assert cfg.model_cfg.aio.mode == "full" and cfg.model_cfg.cmaa.enabled is True  # cmaa: the model default
+        assert cfg.run_cfg.row == "ema_aio"  # VisLingInstruct: the fine-tuned projection, CMAA and full AIO
         assert cfg.datasets_cfg[bench.builder].build_info.images.storage  # the dataset defaults are merged in
         assert cfg.datasets_cfg[bench.builder].vis_processor.eval.image_size == 224
         assert list(cfg.datasets_cfg) == [bench.builder] and list(cfg.run_cfg.test_splits) == [bench.split]
