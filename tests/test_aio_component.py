@@ -204,3 +204,19 @@ def test_token_counts_are_memoized_and_cache_size_zero_still_works():
     assert calls == [["a b c", "d e"], ["f"]]
     opt = InstructionOptimizer(AIOCfg(cache_size=0), backend)
     assert opt.rewrite(["a b c"]) and opt.rewrite(["a b c"]) and opt.cache_info()["size"] == 0
+
+
+def test_settings_are_checked_once_when_built():
+    """A config checks its choices when it is built (also in Python, without the YAML loader), and the optimizer
+    does not check them again on every call."""
+    from lavis_vislinginstruct.models.config import CMAACfg, LLMCfg
+
+    for make, message in ((lambda: AIOCfg(guard="strict"), "aio.guard must be one of none, content, got 'strict'"),
+                          (lambda: AIOCfg(order="random"), "aio.order must be one of ias, shuffled"),
+                          (lambda: LLMCfg(family="mamba"), "model.llm.family must be one of decoder_only"),
+                          (lambda: CMAACfg(scale="sqrt"), "model.cmaa.scale must be one of inv_sqrt_d, none")):
+        with pytest.raises(ValueError, match=message):
+            make()
+    opt = InstructionOptimizer(AIOCfg(), FakeBackend())
+    with pytest.raises(ValueError, match="aio.mode must be one of off, rewrite, full, got 'fast'"):
+        opt.optimize([0], ["a b"], mode="fast")  # a call's own argument is still checked

@@ -6,6 +6,7 @@ nothing in ``aio/`` depends on the model; the model config embeds it. Fields who
 their choices in ``metadata["choices"]``; the config loader checks every value's type and choice when a config is
 read, so a typo fails at load time and not when ``generate`` is first called.
 """
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any, Dict, Tuple
 
@@ -20,8 +21,17 @@ ORDERS: Tuple[str, ...] = ("ias", "shuffled")
 
 
 def choices(default: str, allowed: Tuple[str, ...]) -> Any:
-    """A dataclass field with a default and its allowed values (checked by the config loader)."""
+    """A dataclass field with a default and its allowed values (checked when the dataclass is built)."""
     return field(default=default, metadata={"choices": allowed})
+
+
+def check_choices(obj: Any, where: str) -> None:
+    """Refuse a field of dataclass ``obj`` whose value is not one of its ``choices`` (called by ``__post_init__``:
+    a config is checked once, when it is built, and not again where it is used)."""
+    for f in dataclasses.fields(obj):
+        allowed = f.metadata.get("choices")
+        if allowed is not None and getattr(obj, f.name) not in allowed:
+            raise ValueError(f"{where}.{f.name} must be one of {', '.join(allowed)}, got {getattr(obj, f.name)!r}")
 
 
 @dataclass
@@ -52,6 +62,9 @@ class AIOCfg:
     memoize_rewrites: bool = True
     cache_size: int = 4096  # rewrites kept (least recently used dropped first)
     seed: int = 0  # seed of the shuffled order (per sample: seed and instruction text)
+
+    def __post_init__(self):
+        check_choices(self, "aio")
 
     def decoding(self) -> Dict[str, Any]:
         """The settings that determine a generated instruction (part of the rewrite cache key; prompt lookup is

@@ -38,7 +38,7 @@ import time
 from collections import OrderedDict
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .config import AIO_MODES, GUARDS, ORDERS, SELECT_RULES, AIOCfg
+from .config import AIO_MODES, SELECT_RULES, AIOCfg
 from .guard import missing_spans
 from .prompts import comparison_prompt, rewrite_prompt
 from .protocol import AIOBackend
@@ -142,10 +142,8 @@ class InstructionOptimizer:
             select: ``generated`` or ``best_ias`` (default: the config's).
         """
         cfg = self.cfg
-        mode = _choice(mode or cfg.mode, AIO_MODES, "aio.mode")
-        select = _choice(select or cfg.select, SELECT_RULES, "aio.select")
-        _choice(cfg.guard, GUARDS, "aio.guard")
-        _choice(cfg.order, ORDERS, "aio.order")
+        mode = _choice(mode, AIO_MODES, "aio.mode") if mode else cfg.mode  # cfg's values: checked when it was built
+        select = _choice(select, SELECT_RULES, "aio.select") if select else cfg.select
         spans = [list(s) for s in keep_spans] if keep_spans is not None else [[] for _ in instructions]
         if len(spans) != len(instructions):
             raise ValueError(f"{len(instructions)} instructions but {len(spans)} keep_spans lists")

@@ -12,7 +12,7 @@ from typing import Any, Dict, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from ..aio.config import AIO_MODES, AIOCfg, choices  # noqa: F401  (AIO_MODES re-exported)
+from ..aio.config import AIO_MODES, AIOCfg, check_choices, choices  # noqa: F401  (AIO_MODES re-exported)
 
 #: Keys LAVIS itself puts in a model config; accepted and ignored by the typed config (``finetuned`` is ours).
 LAVIS_KEYS = {"arch", "model_type", "load_finetuned", "load_pretrained", "pretrained"}
@@ -35,6 +35,9 @@ class VisionCfg:
     precision: str = choices("fp16", ("fp16", "fp32"))  # weight dtype on GPU (always fp32 on CPU)
     freeze: bool = True
     checkpoint: str = ""  # eva_vit_g.pth URL or local path; read only by the loader
+
+    def __post_init__(self):
+        check_choices(self, "model.vision")
 
 
 @dataclass
@@ -78,6 +81,7 @@ class LLMCfg:
     device_map: str = ""
 
     def __post_init__(self):
+        check_choices(self, "model.llm")
         if self.family == "encoder_decoder" and self.dtype == "fp16":
             # FlanT5 overflows in fp16 (LAVIS issue 206: garbage output); LAVIS and the official
             # my_mmlm_flant5.py:79 keep T5's weights in bf16 and run it under bf16 autocast.
@@ -110,6 +114,9 @@ class CMAACfg:
 
     enabled: bool = True
     scale: str = choices("inv_sqrt_d", ("inv_sqrt_d", "none"))  # softmax(Q T^T / sqrt(d)) | softmax(Q T^T) (eq. 1)
+
+    def __post_init__(self):
+        check_choices(self, "model.cmaa")
 
 
 @dataclass

@@ -63,7 +63,7 @@ class VisLingInstruct(CheckpointContract, BaseModel):
         self.cfg = cfg
         self.model_type = ""  # set by from_config (LAVIS's model_type; the typed config does not keep it)
         self.weight_sources: Dict[str, str] = {}  # parameter name -> file it was loaded from (checkpoint.load_weights)
-        family = choice(cfg.llm.family, {"decoder_only", "encoder_decoder"}, "llm.family")
+        family = cfg.llm.family  # its choices were checked when the config was built
 
         self.tokenizer = tokenizers.qformer_tokenizer(cfg.qformer.tokenizer)
         self.visual_encoder, self.ln_vision = build_vision_tower(cfg.vision)
