@@ -50,7 +50,7 @@ REWRITE_TEMPLATE = AIOCfg.rewrite_template
 VSR_ANSWERS = ("false", "true")  # indexed by the VSR label; the answers VSR is scored on
 GQA_TYPES = ("color", "shape", "size", "count", "exist")  # the evaluation set's question types
 # Training also asks where an object is ("top left"): the binding of a name to a place that a spatial statement
-# (VSR) turns on; see lavis_vislinginstruct/demo.py for what it was measured to do.
+# (VSR) turns on; see docs/demo-measurements.md for what it was measured to do.
 GQA_TRAIN_TYPES = GQA_TYPES + ("where",)
 SCIENCEQA_TYPES = ("color", "shape", "size", "count", "text")
 SCIENCEQA_HINTS = {"count": "Shapes can be circles, squares or triangles."}  # ScienceQA `hint` (the context)
@@ -62,7 +62,7 @@ FAMILY_WEIGHTS = {"flickr30k": 1.0, "vsr": 2.0, "gqa": 2.0, "scienceqa": 1.5, "t
 # "default": the general mix above (common phrasings only).
 # "demo": the demo's first training phase (stage A): short questions that need the image;
 # "demo_text": its second phase (stage A2, beside the comparison prompts): the rewrites, and questions as replay.
-# The shares and what they were measured on are in lavis_vislinginstruct/demo.py's docstring.
+# The shares and what they were measured on are in docs/demo-measurements.md.
 DEMO_FAMILIES = {"flickr30k": 0.2, "vsr": 1.0, "gqa": 4.0, "scienceqa": 1.0, "textvqa": 2.0}
 MIXES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "default": (KIND_WEIGHTS, FAMILY_WEIGHTS),
