@@ -1,6 +1,7 @@
 """Shared fixtures: offline and socket-guarded tests, a temporary LAVIS cache root, tiny models and images."""
 import os
 import socket
+from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -63,6 +64,27 @@ def build_tiny(arch: str, **overrides):
         OmegaConf.update(cfg, key.replace("__", "."), value)
     torch.manual_seed(0)
     return cls.from_config(cfg)
+
+
+def write_base_and_finetuned(arch: str, folder, seed: int = 5):
+    """An InstructBLIP-like checkpoint of a tiny model and a fine-tuned projection over it (other weights), saved as
+    ``base.pth`` (every tensor) and ``finetuned.pth`` (trainable keys, as train.py writes); returns both paths."""
+    from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
+
+    torch.manual_seed(seed)
+    model = build_tiny(arch)
+    base, finetuned = Path(folder) / "base.pth", Path(folder) / "finetuned.pth"
+    torch.save({"model": model.full_state_dict()}, base)
+    with torch.no_grad():
+        model.proj.weight.add_(torch.randn_like(model.proj.weight) * 0.5)
+    torch.save(trainable_state_dict(model), finetuned)
+    return str(base), str(finetuned)
+
+
+@pytest.fixture
+def weights(arch, tmp_path):
+    """(base.pth, finetuned.pth) of :func:`write_base_and_finetuned` for ``arch``."""
+    return write_base_and_finetuned(arch, tmp_path)
 
 
 @pytest.fixture(params=["vislinginstruct_vicuna", "vislinginstruct_t5"])

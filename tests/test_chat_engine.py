@@ -13,7 +13,6 @@ from PIL import Image
 from conftest import build_tiny
 from lavis_vislinginstruct.chat.engine import COLUMNS, ChatEngine, Conversation, Turn, chat_decoding, new_columns
 from lavis_vislinginstruct.inference.rows import get_row
-from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
 from lavis_vislinginstruct.models.loading import load_with_options
 from lavis_vislinginstruct.processors.templates import format_llava_instruction, normalize_text
 
@@ -165,20 +164,6 @@ def test_bad_questions(image, question, message):
 
 
 # ----------------------------------------------------------------------------------- the three columns
-
-
-@pytest.fixture
-def weights(arch, tmp_path):
-    """An InstructBLIP-like checkpoint and a fine-tuned projection over it (different weights)."""
-    torch.manual_seed(5)
-    model = build_tiny(arch)
-    base = tmp_path / "base.pth"
-    torch.save({"model": model.full_state_dict()}, base)
-    with torch.no_grad():
-        model.proj.weight.add_(torch.randn_like(model.proj.weight) * 0.5)
-    finetuned = tmp_path / "finetuned.pth"
-    torch.save(trainable_state_dict(model), finetuned)
-    return str(base), str(finetuned)
 
 
 def test_columns_equal_generate_with_their_switches(arch, weights, image):

@@ -478,18 +478,11 @@ def test_variant_names():
 def test_ablation_sh_dry_run_writes_the_four_rows_of_table_2(tmp_path):
     """``ablation.sh vicuna7b --finetuned <tiny checkpoint> gqa`` through torchrun (NPROC=1, the tiny model type):
     four run records whose rows, CMAA switch and projection files are the paper's."""
-    from conftest import build_tiny
+    from conftest import write_base_and_finetuned
 
-    from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
     from lavis_vislinginstruct.tasks.result_store import file_digest
 
-    torch.manual_seed(11)
-    model = build_tiny("vislinginstruct_vicuna")
-    base, finetuned = tmp_path / "base.pth", tmp_path / "ft.pth"
-    torch.save({"model": model.full_state_dict()}, base)
-    with torch.no_grad():
-        model.proj.weight.add_(0.5)
-    torch.save(trainable_state_dict(model), finetuned)
+    base, finetuned = write_base_and_finetuned("vislinginstruct_vicuna", tmp_path, seed=11)
     lay_out(bm.BENCHMARKS["gqa"].builder, tmp_path / "cache")
     configs = tmp_path / "configs"
     configs.mkdir()

@@ -478,15 +478,9 @@ def test_command_line_with_aio_writes_traces_beside_logged_samples(tmp_path):
 def test_row_argument_picks_the_projection_and_switches(tmp_path):
     """``row=vanilla`` on a model with a fine-tuned projection answers with InstructBLIP's projection and CMAA off;
     switches that contradict the row are refused."""
-    from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
+    from conftest import write_base_and_finetuned
 
-    torch.manual_seed(4)
-    base_model = build_tiny("vislinginstruct_vicuna")
-    base, finetuned = tmp_path / "base.pth", tmp_path / "ft.pth"
-    torch.save({"model": base_model.full_state_dict()}, base)
-    with torch.no_grad():
-        base_model.proj.weight.add_(1.0)
-    torch.save(trainable_state_dict(base_model), finetuned)
+    base, finetuned = write_base_and_finetuned("vislinginstruct_vicuna", tmp_path, seed=4)
     common = dict(arch="vislinginstruct_vicuna", model_type="tiny", checkpoint=str(base), finetuned=str(finetuned),
                   device="cpu")
     lm = adapter.VisLingInstructLmms(row="vanilla", **common)

@@ -9,26 +9,11 @@ import torch
 from conftest import build_tiny
 from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
 from lavis_vislinginstruct.inference.rows import ROWS, TABLE2, get_row, row_for
-from lavis_vislinginstruct.models.checkpoint import trainable_state_dict
 from lavis_vislinginstruct.models.generation import Decoding
 from lavis_vislinginstruct.models.loading import load_with_options
 
 QUESTIONS = ["Question: what colour is the circle? Short answer:", "Question: how many shapes? Short answer:"]
 GREEDY = dict(num_beams=1, max_length=4, repetition_penalty=1.0)
-
-
-@pytest.fixture
-def weights(arch, tmp_path):
-    """An InstructBLIP-like checkpoint and a fine-tuned projection over it (different weights)."""
-    torch.manual_seed(7)
-    model = build_tiny(arch)
-    base = tmp_path / "base.pth"
-    torch.save({"model": model.full_state_dict()}, base)
-    with torch.no_grad():
-        model.proj.weight.add_(torch.randn_like(model.proj.weight) * 0.5)
-    finetuned = tmp_path / "finetuned.pth"
-    torch.save(trainable_state_dict(model), finetuned)
-    return str(base), str(finetuned)
 
 
 def loaded(arch, *options):
@@ -183,9 +168,9 @@ def test_a_spec_names_weights_not_rows(arch, tmp_path):
     with pytest.raises(ValueError, match=r"model spec .*model.yaml sets model.aio.mode=full, but run.row=ema runs "
                                          r"model.aio.mode=off: the row alone chooses"):
         _eval(tmp_path, "run.row=ema", spec=spec)
-    off = write_model_spec(str(tmp_path / "off.yaml"), {"arch": arch, "model_type": "tiny", "aio": {"mode": "off"}})
-    with pytest.raises(ValueError, match=r"sets model.aio.mode=off, but run.row=ema_aio runs model.aio.mode=full"):
-        _eval(tmp_path, spec=off)  # the config's row (ema_aio)
+    with pytest.raises(ValueError, match=r"model spec .*model.yaml sets model.aio.mode=full, but .* sets off: a model "
+                                         r"spec names weights, not rows; choose the row with run.row"):
+        _eval(tmp_path, spec=spec)  # a config without run.row: its model switches say AIO off
     with pytest.raises(ValueError, match=r"--options sets model.cmaa.enabled=False, but run.row=ema_aio runs"):
         _eval(tmp_path, "run.row=ema_aio", "model.cmaa.enabled=False")
     out = _eval(tmp_path, "run.row=ema_aio", spec=spec)["metrics"]["val"]  # the spec agrees with the row
