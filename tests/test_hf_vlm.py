@@ -29,7 +29,8 @@ from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E40
 from lavis_vislinginstruct.aio import AIOCfg  # noqa: E402
 from lavis_vislinginstruct.inference.hf_pipeline import VisionLanguagePipeline  # noqa: E402
 from lavis_vislinginstruct.integrations.lmms_common import cut  # noqa: E402
-from lavis_vislinginstruct.integrations.lmms_eval_hf import VisLingInstructHFLmms, aio_settings  # noqa: E402
+from lavis_vislinginstruct.aio.config import aio_settings  # noqa: E402
+from lavis_vislinginstruct.integrations.lmms_eval_hf import VisLingInstructHFLmms  # noqa: E402
 from lavis_vislinginstruct.models.generation import Decoding  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -267,3 +268,39 @@ def test_bad_arguments_name_the_problem(folders, args, message):
 def test_aio_settings():
     assert aio_settings("aio.guard=none; aio.max_new_tokens=7;aio.memoize_rewrites=false") == AIOCfg(
         guard="none", max_new_tokens=7, memoize_rewrites=False)
+
+
+# --------------------------------------------------------------------------------------------- the CLI
+
+
+def test_optimize_cli_takes_an_hf_folder(tmp_path, folders, loaded, capsys):
+    from lavis_vislinginstruct import optimize
+
+    path = tmp_path / "img.png"
+    images(1)[0].save(path)
+    question = QUESTIONS[0]
+    trace = optimize.main(["--hf", str(folders["qwen2_vl"]), "--image", str(path), "--instruction", question,
+                           "--keep", question, "--answer", "--json", "--device", "cpu",
+                           "--options", "aio.max_new_tokens=6", "aio.guard=content"])
+    assert json.loads(capsys.readouterr().out) == trace
+    assert trace["mode"] == "full" and trace["rewritten"] and isinstance(trace["ias_initial"], float)
+    assert question in trace["used"]  # the content guard keeps the question
+    model, processor = loaded["qwen2_vl"]
+    expected = VisionLanguagePipeline(model, processor, "full", aio=AIOCfg(max_new_tokens=6)).generate(
+        [Image.open(path).convert("RGB")], [question], keep_spans=[[question]])
+    assert trace["answer"] == expected[0]
+    with pytest.raises(SystemExit, match="--hf replaces --model"):
+        optimize.main(["--hf", str(folders["llava"]), "--model", "vislinginstruct_vicuna", "--image", str(path),
+                       "--instruction", "hi", "--device", "cpu"])
+    with pytest.raises(SystemExit, match="aio.bogus=1"):
+        optimize.main(["--hf", str(folders["llava"]), "--image", str(path), "--instruction", "hi", "--device", "cpu",
+                       "--options", "aio.bogus=1"])
+
+
+def test_instructblip_is_sent_to_its_own_backend():
+    from types import SimpleNamespace
+
+    from lavis_vislinginstruct.models.hf_vlm import HFVisionLanguageBackend
+
+    with pytest.raises(ValueError, match="instructblip: its Q-Former reads the instruction; use models/hf_backend"):
+        HFVisionLanguageBackend(SimpleNamespace(config=SimpleNamespace(model_type="instructblip")), None)

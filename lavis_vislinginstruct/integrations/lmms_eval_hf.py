@@ -19,7 +19,6 @@ Model arguments (``--model_args key=value,...``): ``pretrained`` (the folder); `
 ``min_new_tokens``, ``max_new_tokens`` (when the task gives none); ``score``; ``aio_traces`` (folder of the AIO
 traces, default: beside lmms-eval's ``--log_samples``).
 """
-import dataclasses
 import logging
 import os
 from typing import Any, Dict, List
@@ -28,7 +27,7 @@ import torch
 from lmms_eval.api.model import lmms
 from PIL import Image
 
-from ..aio.config import AIO_MODES, AIOCfg
+from ..aio.config import AIO_MODES, aio_settings
 from ..inference.hf_pipeline import VisionLanguagePipeline
 from ..models.generation import Decoding
 from .lmms_common import AdapterBase, cli_samples_folder, device_of, positive_batch_size, stamp
@@ -120,32 +119,3 @@ class VisLingInstructHFLmms(AdapterBase, lmms):
         """Each document's continuations scored against its one prefix, with the traces."""
         out = self.pipeline.predict_class(images, prompts, candidates, self.score)
         return out["scores"], out["greedy"], out["traces"]
-
-
-def aio_settings(options: str) -> AIOCfg:
-    """:class:`AIOCfg` with ``options`` (``;``-separated ``aio.<field>=value``) applied; a wrong key or value is an
-    error that names it."""
-    fields = {f.name: f for f in dataclasses.fields(AIOCfg)}
-    changes: Dict[str, Any] = {}
-    for item in (part.strip() for part in str(options or "").split(";")):
-        if not item:
-            continue
-        key, sep, value = item.partition("=")
-        name = key.strip()[len("aio."):] if key.strip().startswith("aio.") else None
-        if not sep or name not in fields or name == "mode":
-            raise ValueError(f"options: {item!r} is not aio.<field>=value; fields: "
-                             f"{', '.join(n for n in fields if n != 'mode')} (the mode is aio=)")
-        default = getattr(AIOCfg(), name)
-        try:
-            if isinstance(default, bool):
-                if value.strip().lower() not in ("true", "false"):
-                    raise ValueError(value)
-                changes[name] = value.strip().lower() == "true"
-            else:
-                changes[name] = type(default)(value.strip())
-        except ValueError:
-            raise ValueError(f"options: aio.{name}={value!r} is not a {type(default).__name__}") from None
-        allowed = fields[name].metadata.get("choices")
-        if allowed and changes[name] not in allowed:
-            raise ValueError(f"options: aio.{name} must be one of {', '.join(allowed)}, got {value!r}")
-    return dataclasses.replace(AIOCfg(), **changes)

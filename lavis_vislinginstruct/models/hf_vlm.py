@@ -51,6 +51,10 @@ class HFVisionLanguageBackend:
     """
 
     def __init__(self, model, processor, chat_template: Optional[str] = None):
+        kind = getattr(model.config, "model_type", "")
+        if kind in ("instructblip", "blip-2"):
+            raise ValueError(f"{kind}: its Q-Former reads the instruction; use models/hf_backend.py "
+                             "(HFInstructBlipBackend) or --model vislinginstruct with hf_checkpoint=")
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
