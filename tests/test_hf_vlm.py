@@ -4,7 +4,7 @@
 For each family: with AIO off the answers are the model's own ``generate`` on the chat-templated prompt; the IAS is
 the mean NLL computed directly with the model's forward; full AIO runs, and batch 1 and batch 4 agree (answers and
 traces); multiple-choice scores equal a direct forward per choice. Through lmms-eval's evaluator, the answers equal
-lmms-eval's own ``llava_hf`` (LLaVA-1.5) and ``qwen2_vl`` (Qwen2-VL) on the same local task, and ``loglikelihood``
+lmms-eval's own ``llava_hf`` (LLaVA-1.5, LLaVA-NeXT) and ``qwen2_vl`` (Qwen2-VL) on the same local task, and ``loglikelihood``
 equals the direct forward.
 """
 import io
@@ -195,6 +195,7 @@ def test_images_survive_lmms_eval_qwen2_vl_jpeg():
 
 @pytest.mark.parametrize("family, theirs, their_args", [
     ("llava", "llava_hf", ",device_map=cpu"),
+    ("llava_next", "llava_hf", ",device_map=cpu"),
     ("qwen2_vl", "qwen2_vl", ",device_map=cpu"),
 ])
 def test_same_answers_as_lmms_eval_own_adapter(tmp_path, folders, family, theirs, their_args):
