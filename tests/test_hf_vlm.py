@@ -4,8 +4,8 @@
 For each family: with AIO off the answers are the model's own ``generate`` on the chat-templated prompt; the IAS is
 the mean NLL computed directly with the model's forward; full AIO runs, and batch 1 and batch 4 agree (answers and
 traces); multiple-choice scores equal a direct forward per choice. Through lmms-eval's evaluator, the answers equal
-lmms-eval's own ``llava_hf`` (LLaVA-1.5, LLaVA-NeXT) and ``qwen2_vl`` (Qwen2-VL) on the same local task, and ``loglikelihood``
-equals the direct forward.
+lmms-eval's own ``llava_hf`` (LLaVA-1.5, LLaVA-NeXT) and ``qwen2_vl`` (Qwen2-VL) on the same local task, and
+``loglikelihood`` equals the direct forward. The optimize CLI and the chat take ``--hf FOLDER``.
 """
 import io
 import json
@@ -305,3 +305,33 @@ def test_instructblip_is_sent_to_its_own_backend():
 
     with pytest.raises(ValueError, match="instructblip: its Q-Former reads the instruction; use models/hf_backend"):
         HFVisionLanguageBackend(SimpleNamespace(config=SimpleNamespace(model_type="instructblip")), None)
+
+
+def test_chat_takes_an_hf_folder(tmp_path, folders, loaded):
+    from lavis_vislinginstruct.chat.__main__ import main
+    from lavis_vislinginstruct.processors.templates import normalize_text
+
+    path = tmp_path / "img.png"
+    images(1)[0].save(path)
+    out = io.StringIO()
+    lines = io.StringIO("What is in the picture?\n/aio full\nDescribe the image.\n/save "
+                        f"{tmp_path / 'chat.json'}\n/quit\n")
+    assert main(["--hf", str(folders["llava"]), "--image", str(path), "--device", "cpu", "--max-new-tokens", "6"],
+                stdin=lines, stdout=out) == 0
+    saved = json.loads((tmp_path / "chat.json").read_text())
+    first, second = saved["turns"]
+    assert (first["aio"], second["aio"]) == ("off", "full") and second["trace"]["rewritten"]
+    model, processor = loaded["llava"]
+    image = Image.open(path).convert("RGB")
+    # turn 1: the model's own generate on (image, question); turn 2: the conversation in its chat template
+    pipeline = VisionLanguagePipeline(model, processor, "off", Decoding(max_new_tokens=6, num_beams=1))
+    assert first["answer"] == pipeline.generate([image], [first["question"]])[0]
+    history = [(first["question"], normalize_text(first["answer"]))]  # the engine's history: whitespace normalized
+    conversation = pipeline.backend.chat_prompt(second["trace"]["used"], True, history)
+    assert second["prompt"] == conversation
+    assert conversation.count("<image>") == 1 and conversation.index("<image>") < conversation.index(
+        first["question"])
+    expected = pipeline.backend.answer([image], [conversation], Decoding(max_new_tokens=6, num_beams=1),
+                                       templated=True)
+    assert second["answer"] == expected[0]
+    assert "ASSISTANT: " in out.getvalue()

@@ -52,18 +52,39 @@ class VisionLanguagePipeline:
         return self.optimizer.cfg.mode
 
     @torch.no_grad()
-    def prepare(self, images: Sequence[Image.Image], instructions: Sequence[str],
+    def prepare(self, images: Union[Sequence[Image.Image], Dict[str, Any]], instructions: Sequence[str] = (),
                 keep_spans: Optional[Sequence[Sequence[str]]] = None) -> Prepared:
-        """The first half of a call: the images and the AIO traces (``trace.used`` is what the answer reads)."""
+        """The first half of a call: the images and the AIO traces (``trace.used`` is what the answer reads).
+        ``images`` may also be a ``samples`` dict (``image``: PIL images, ``text_input``, ``keep_spans``), as the
+        chat engine passes it."""
+        if isinstance(images, dict):
+            images, instructions, keep_spans = images["image"], images["text_input"], images.get("keep_spans")
         if len(images) != len(instructions):
             raise ValueError(f"{len(images)} images but {len(instructions)} instructions")
         features = self.backend.encode_images(images)
         return Prepared(features, self.optimizer.optimize(features, list(instructions), keep_spans))
 
     @torch.no_grad()
-    def answer(self, prepared: Prepared, decoding: Optional[Decoding] = None) -> List[str]:
-        """The second half: the model's answers to ``trace.used`` with the images."""
-        return self.backend.answer(prepared.features, prepared.used, decoding or self.decoding)
+    def answer(self, prepared: Prepared, decoding: Optional[Decoding] = None, prompts: Optional[Sequence[str]] = None,
+               streamer: Any = None) -> List[str]:
+        """The second half: the model's answers to ``trace.used`` with the images.
+
+        Args:
+            prepared: What :meth:`prepare` returned.
+            decoding: This call's decoding (default: the pipeline's).
+            prompts: Whole chat-templated texts to answer instead (the chat: earlier turns, then ``trace.used``;
+                :meth:`~lavis_vislinginstruct.models.hf_vlm.HFVisionLanguageBackend.chat_prompt`).
+            streamer: A streamer (:meth:`make_streamer`) fed with the tokens as they are generated.
+        """
+        if prompts is not None and len(prompts) != len(prepared.traces):
+            raise ValueError(f"{len(prepared.traces)} samples but {len(prompts)} prompts")
+        texts = prepared.used if prompts is None else list(prompts)
+        return self.backend.answer(prepared.features, texts, decoding or self.decoding, templated=prompts is not None,
+                                   streamer=streamer)
+
+    def make_streamer(self, timeout: Optional[float] = None):
+        """A ``TextIteratorStreamer`` that decodes tokens as :meth:`answer` does (one sample, no beams)."""
+        return self.backend.make_streamer(timeout)
 
     @torch.no_grad()
     def generate(self, images: Sequence[Image.Image], instructions: Sequence[str],

@@ -73,16 +73,24 @@ class HFVisionLanguageBackend:
 
     # -------------------------------------------------------------------------------------------- prompts
 
-    def chat_prompt(self, text: str, image: bool) -> str:
-        """``text`` as the user turn (after the image when ``image``), ending where the assistant's answer starts."""
-        content = ([{"type": "image"}] if image else []) + [{"type": "text", "text": text}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True,
-                                                  tokenize=False, chat_template=self.chat_template)
+    def chat_prompt(self, text: str, image: bool, history: Sequence[Tuple[str, str]] = ()) -> str:
+        """``text`` as the user turn (after the image when ``image``), ending where the assistant's answer starts;
+        ``history``: earlier (question, answer) turns before it (the image then opens the first of them)."""
+        messages: List[Dict[str, Any]] = []
+        for question, answer in history:
+            content = ([{"type": "image"}] if image and not messages else []) + [{"type": "text", "text": question}]
+            messages += [{"role": "user", "content": content},
+                         {"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+        content = ([{"type": "image"}] if image and not messages else []) + [{"type": "text", "text": text}]
+        messages.append({"role": "user", "content": content})
+        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
+                                                  chat_template=self.chat_template)
 
-    def inputs(self, images: Optional[Images], prompts: Sequence[str], padding_side: str = "left") -> Dict[str, Any]:
-        """The processor's model inputs of ``prompts`` (chat-templated) with ``images[i]`` before prompt i, or no
-        image (``images`` None), padded on ``padding_side``."""
-        texts = [self.chat_prompt(p, images is not None) for p in prompts]
+    def inputs(self, images: Optional[Images], prompts: Sequence[str], padding_side: str = "left",
+               templated: bool = False) -> Dict[str, Any]:
+        """The processor's model inputs of ``prompts`` (chat-templated here unless ``templated``) with
+        ``images[i]`` before prompt i, or no image (``images`` None), padded on ``padding_side``."""
+        texts = list(prompts) if templated else [self.chat_prompt(p, images is not None) for p in prompts]
         kwargs = {"images": list(images)} if images is not None else {}
         batch = self.processor(text=texts, padding=True, padding_side=padding_side, return_tensors="pt", **kwargs)
         dtype = next(self.model.parameters()).dtype
@@ -143,14 +151,15 @@ class HFVisionLanguageBackend:
     # ----------------------------------------------------------------------------------------- answering
 
     @torch.no_grad()
-    def answer(self, images: Optional[Images], prompts: Sequence[str], decoding: Decoding) -> List[str]:
-        """The model's ``generate`` on the chat-templated prompts (after ``images[i]``; None: text only), decoded
-        after the prompt without special tokens."""
+    def answer(self, images: Optional[Images], prompts: Sequence[str], decoding: Decoding, templated: bool = False,
+               streamer: Any = None) -> List[str]:
+        """The model's ``generate`` on the chat-templated prompts (after ``images[i]``; None: text only; with
+        ``templated`` the prompts are already whole chat texts, e.g. a conversation), decoded after the prompt
+        without special tokens; ``streamer`` (:meth:`make_streamer`) receives the tokens as they come."""
         if not prompts:
             return []
-        inputs = self.inputs(images, prompts)
-        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.tokenizer.eos_token_id
-        out = self.model.generate(**inputs, **decoding.hf_kwargs(), pad_token_id=pad)
+        inputs = self.inputs(images, prompts, templated=templated)
+        out = self.model.generate(**inputs, **decoding.hf_kwargs(), pad_token_id=self._pad(), streamer=streamer)
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].size(1):], skip_special_tokens=True)
 
     @torch.no_grad()
@@ -189,6 +198,12 @@ class HFVisionLanguageBackend:
             scores.append(nll.tolist())
             greedy.append(hit.tolist())
         return scores, greedy
+
+    def make_streamer(self, timeout: Optional[float] = None):
+        """A ``TextIteratorStreamer`` that decodes the new tokens as :meth:`answer` does."""
+        from transformers import TextIteratorStreamer
+
+        return TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
 
     # -------------------------------------------------------------------------------------------- helpers
 
