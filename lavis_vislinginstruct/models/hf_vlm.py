@@ -159,7 +159,7 @@ class HFVisionLanguageBackend:
         if not prompts:
             return []
         inputs = self.inputs(images, prompts, templated=templated)
-        out = self.model.generate(**inputs, **decoding.hf_kwargs(), pad_token_id=self._pad(), streamer=streamer)
+        out = self.model.generate(**inputs, **_generate_kwargs(decoding), pad_token_id=self._pad(), streamer=streamer)
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].size(1):], skip_special_tokens=True)
 
     @torch.no_grad()
@@ -238,6 +238,18 @@ class HFVisionLanguageBackend:
             scored[i, n:n + len(t)] = True
         logits = self.model(input_ids=tokens, attention_mask=mask, **inputs).logits.float()
         return _token_nll(logits[:, :-1], tokens[:, 1:], scored[:, 1:], score)[0]
+
+
+def _generate_kwargs(decoding: Decoding) -> Dict[str, Any]:
+    """``generate``'s arguments of ``decoding`` without the ones its mode ignores (sampling settings when greedy,
+    the length penalty without beams), which transformers would warn about at every call."""
+    kwargs = decoding.hf_kwargs()
+    if not decoding.do_sample:
+        kwargs.pop("temperature")
+        kwargs.pop("top_p")
+    if decoding.num_beams == 1:
+        kwargs.pop("length_penalty")
+    return kwargs
 
 
 def _token_nll(logits: torch.Tensor, targets: torch.Tensor, scored: torch.Tensor, score: str):
