@@ -146,7 +146,16 @@ def test_choice_scores_equal_a_direct_forward_per_choice(loaded, family):
     model, processor = loaded[family]
     pics = images(2, seed=1)
     candidates = [["yes", "no", "a red ball"], ["cat", "two dogs"]]
-    out = VisionLanguagePipeline(model, processor, mode="off").predict_class(pics, QUESTIONS[:2], candidates)
+    calls = []
+    hook = model.register_forward_pre_hook(lambda _, args, kw: calls.append(
+        (kw["input_ids"].shape, kw.get("pixel_values") is not None)), with_kwargs=True)
+    try:
+        out = VisionLanguagePipeline(model, processor, mode="off").predict_class(pics, QUESTIONS[:2], candidates)
+    finally:
+        hook.remove()
+    # one prefill with the image per document, then all its choices in one pass over the cache
+    assert [with_image for _, with_image in calls] == [True, False, True, False]
+    assert [shape[0] for shape, _ in calls] == [1, 3, 1, 2]
     tok = processor.tokenizer
     for image, question, cands, scores, greedy in zip(pics, QUESTIONS, candidates, out["scores"], out["greedy"]):
         for cand, score, hit in zip(cands, scores, greedy):
