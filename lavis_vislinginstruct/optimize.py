@@ -7,6 +7,10 @@ Real weights: ``--model-type vicuna7b --options llm.model=/path/to/vicuna-7b`` (
 local InstructBLIP file). ``--keep`` names text the optimized instruction must keep (e.g. the question).
 ``--answer`` answers in the same pass with the instruction AIO chose (``used``), through the one pipeline
 (:class:`~lavis_vislinginstruct.inference.pipeline.VisLingInstructPipeline`): AIO runs once.
+
+Any HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ...) instead of VisLingInstruct:
+``--hf FOLDER`` (a folder or hub id that ``AutoModelForImageTextToText`` reads), with ``--options aio.<field>=value``
+for the AIO settings (:class:`~lavis_vislinginstruct.inference.hf_pipeline.VisionLanguagePipeline`).
 """
 import argparse
 import dataclasses
@@ -35,6 +39,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                     help="vicuna7b, vicuna13b, flant5xl, flant5xxl, tiny or demo (default: tiny)")
     ap.add_argument("--model-spec", default=None,
                     help="a model spec file naming a trained model, e.g. demo_output/model.yaml (written by make demo)")
+    ap.add_argument("--hf", default=None, metavar="FOLDER",
+                    help="an HF image-text-to-text model folder (LLaVA, LLaVA-NeXT, Qwen2-VL, ...) instead of --model")
     ap.add_argument("--image", required=True, help="path of the image")
     ap.add_argument("--instruction", required=True, help="the initial instruction")
     ap.add_argument("--keep", action="append", default=[], help="text the optimized instruction must keep")
@@ -45,7 +51,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--options", nargs="*", default=[],
                     help="model config overrides, key=value, with or without evaluate.py's model. prefix "
-                         "(cmaa.enabled=False = model.cmaa.enabled=False)")
+                         "(cmaa.enabled=False = model.cmaa.enabled=False); with --hf, AIO settings aio.<field>=value")
     ap.add_argument("--json", action="store_true", help="print the trace as JSON")
     return ap.parse_args(argv)
 
@@ -58,6 +64,10 @@ def main(argv: Optional[List[str]] = None) -> dict:
         image = load_image(args.image)
     except (FileNotFoundError, RuntimeError) as err:
         raise SystemExit(f"error: {err}")
+    if args.hf:
+        trace, extra = _optimize_hf(args, image)
+        print(format_trace(trace, "json" if args.json else "text", extra))
+        return {**trace.to_dict(), **extra}
     if not args.model_spec:
         args.model, args.model_type = args.model or "vislinginstruct_vicuna", args.model_type or "tiny"
     try:
@@ -80,6 +90,31 @@ def main(argv: Optional[List[str]] = None) -> dict:
         (trace,) = pipeline.optimize(samples)
     print(format_trace(trace, "json" if args.json else "text", extra))
     return {**trace.to_dict(), **extra}
+
+
+def _optimize_hf(args: argparse.Namespace, image) -> tuple:
+    """The trace (and answer, with ``--answer``) of an HF image-text-to-text model (``--hf``)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from lavis_vislinginstruct.aio.config import aio_settings
+    from lavis_vislinginstruct.inference.hf_pipeline import VisionLanguagePipeline
+
+    if args.model or args.model_type or args.model_spec:
+        raise SystemExit("error: --hf replaces --model, --model-type and --model-spec; give one of them")
+    try:
+        aio = aio_settings(args.options)
+        if args.select:
+            aio = dataclasses.replace(aio, select=args.select)
+        model = AutoModelForImageTextToText.from_pretrained(args.hf).to(args.device).eval()
+        processor = AutoProcessor.from_pretrained(args.hf)
+        pipeline = VisionLanguagePipeline(model, processor, args.mode, aio=aio)
+    except (OSError, ValueError) as err:
+        raise SystemExit(f"error: --hf {args.hf}: {err}")
+    if args.answer:
+        (answer,), (trace,) = pipeline.generate([image], [args.instruction], return_traces=True,
+                                                keep_spans=[args.keep])
+        return trace, {"answer": answer}
+    return pipeline.optimize([image], [args.instruction], keep_spans=[args.keep])[0], {}
 
 
 if __name__ == "__main__":

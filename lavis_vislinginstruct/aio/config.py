@@ -8,7 +8,7 @@ read, so a typo fails at load time and not when ``generate`` is first called.
 """
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Sequence, Tuple, Union
 
 #: Modes: initial instruction, rewritten only (Table 2's "Rewriting" row), the full method.
 AIO_MODES: Tuple[str, ...] = ("off", "rewrite", "full")
@@ -74,3 +74,33 @@ class AIOCfg:
             "max_new_tokens": self.max_new_tokens,
             "max_new_tokens_limit": self.max_new_tokens_limit,
         }
+
+
+def aio_settings(options: Union[str, Sequence[str]]) -> AIOCfg:
+    """:class:`AIOCfg` with ``options`` (``aio.<field>=value`` items, a list or ``;``-separated) applied; a wrong
+    key or value is an error that names it (used where there is no model config: HF models)."""
+    fields = {f.name: f for f in dataclasses.fields(AIOCfg)}
+    changes: Dict[str, Any] = {}
+    items = options.split(";") if isinstance(options, str) else list(options or [])
+    for item in (part.strip() for part in items):
+        if not item:
+            continue
+        key, sep, value = item.partition("=")
+        name = key.strip()[len("aio."):] if key.strip().startswith("aio.") else None
+        if not sep or name not in fields or name == "mode":
+            raise ValueError(f"options: {item!r} is not aio.<field>=value; fields: "
+                             f"{', '.join(n for n in fields if n != 'mode')} (the mode is set on its own)")
+        default = getattr(AIOCfg(), name)
+        try:
+            if isinstance(default, bool):
+                if value.strip().lower() not in ("true", "false"):
+                    raise ValueError(value)
+                changes[name] = value.strip().lower() == "true"
+            else:
+                changes[name] = type(default)(value.strip())
+        except ValueError:
+            raise ValueError(f"options: aio.{name}={value!r} is not a {type(default).__name__}") from None
+        allowed = fields[name].metadata.get("choices")
+        if allowed and changes[name] not in allowed:
+            raise ValueError(f"options: aio.{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return dataclasses.replace(AIOCfg(), **changes)

@@ -2,6 +2,7 @@
 
 Model flags as the other entry points (``--model``, ``--model-type``, ``--model-spec``, ``--options``,
 ``--device``); with none, the demo world's trained model (``demo_output/model.yaml``) or the tiny random one.
+``--hf FOLDER``: an HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ...) with AIO around it.
 Answers stream as they are generated. Commands (type them instead of a question):
 
     /aio off|rewrite|full   instruction optimization for the next questions (default: the model config's)
@@ -19,7 +20,7 @@ from typing import List, Optional, TextIO
 
 from ..aio.config import AIO_MODES
 from .engine import Conversation, format_trace
-from .launch import add_model_arguments, decoding_from_args, image_or_error, load_or_exit, random_weights_notice
+from .launch import RANDOM_WEIGHTS, add_model_arguments, decoding_from_args, image_or_error, load_or_exit
 
 COMMANDS = __doc__[__doc__.index("    /aio"):].rstrip()
 
@@ -30,6 +31,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
                                      epilog="commands:\n" + COMMANDS)
     parser.add_argument("--image", required=True, help="the image to talk about")
     parser.add_argument("--aio", default=None, choices=AIO_MODES, help="AIO mode (default: the model config's)")
+    parser.add_argument("--hf", default=None, metavar="FOLDER",
+                        help="an HF image-text-to-text model folder (LLaVA, LLaVA-NeXT, Qwen2-VL, ...) instead of "
+                             "VisLingInstruct; its own chat template writes the conversation")
     add_model_arguments(parser)
     return parser.parse_args(argv)
 
@@ -144,11 +148,10 @@ def main(argv: Optional[List[str]] = None, stdin: Optional[TextIO] = None, stdou
         raise SystemExit(f"error: {err}")
     loaded = load_or_exit(args)
     out.write(f"model: {loaded.description}\n")
-    notice = random_weights_notice(loaded.engine.model.cfg)
-    if notice:
-        out.write(notice + "\n")
-    model_aio = loaded.engine.model.cfg.aio.mode
-    terminal = Terminal(loaded.engine, Conversation(image, args.image), args.aio or model_aio, decoding, out)
+    if loaded.random_weights:
+        out.write(f"WARNING: {RANDOM_WEIGHTS}\n")
+    terminal = Terminal(loaded.engine, Conversation(image, args.image), args.aio or loaded.engine.default_aio,
+                        decoding, out)
     terminal.run(stdin or sys.stdin)
     return 0
 

@@ -172,6 +172,11 @@ class ChatEngine:
         self._pipelines: Dict[str, VisLingInstructPipeline] = {}
         self._lock = threading.Lock()  # one generation at a time on the shared model
 
+    @property
+    def default_aio(self) -> str:
+        """The AIO mode of a turn that names none: the model config's."""
+        return self.model.cfg.aio.mode
+
     def pipeline(self, row: Row) -> VisLingInstructPipeline:
         """The engine's pipeline for ``row`` (one per row, kept: AIO's rewrite cache serves every turn)."""
         if row.name not in self._pipelines:

@@ -95,6 +95,8 @@ def load_model(args: argparse.Namespace) -> LoadedModel:
     """
     from ..models.loading import load_with_options, resolve_model
 
+    if getattr(args, "hf", None):
+        return _load_hf(args)
     name, model_type, spec = choose_model(args)
     name, model_type, _ = resolve_model(name, model_type, spec)
     torch.manual_seed(args.seed)
@@ -103,6 +105,23 @@ def load_model(args: argparse.Namespace) -> LoadedModel:
     loaded = LoadedModel(engine, name, model_type, spec or "", not has_trained_weights(model.cfg))
     logger.info("model: %s%s", loaded.description, " (random weights)" if loaded.random_weights else "")
     return loaded
+
+
+def _load_hf(args: argparse.Namespace) -> LoadedModel:
+    """The chat engine over the HF image-text-to-text model in ``args.hf`` (``--hf``)."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from .hf_engine import HFChatEngine
+
+    if args.model or args.model_type or args.model_spec or args.options:
+        raise ValueError("--hf replaces --model, --model-type, --model-spec and --options; give one of them")
+    try:
+        model = AutoModelForImageTextToText.from_pretrained(args.hf).to(args.device).eval()
+        processor = AutoProcessor.from_pretrained(args.hf)
+    except OSError as err:
+        raise ValueError(f"--hf {args.hf}: not an image-text-to-text model folder ({err})") from err
+    engine = HFChatEngine(model, processor, history_budget=args.history_budget)
+    return LoadedModel(engine, args.hf, type(model).__name__, "", random_weights=False)
 
 
 def load_or_exit(args: argparse.Namespace) -> LoadedModel:

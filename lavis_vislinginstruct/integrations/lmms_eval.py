@@ -44,20 +44,14 @@ lmms-eval's command line writes ``--log_samples`` (``<output_path>/<model name>/
 ``<time>_samples_<task>.jsonl``). lmms-eval gives the model the formatted prompt only, not the question or options
 on their own, so AIO's content guard has no spans to keep here.
 """
-import argparse
 import dataclasses
-import json
 import logging
 import os
-import sys
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional
 
 import torch
-from lmms_eval.api.instance import GenerationResult, Instance
 from lmms_eval.api.model import lmms
-from lmms_eval.utils import Collator
 from PIL import Image
-from tqdm import tqdm
 
 from ..inference.pipeline import VisLingInstructPipeline
 from ..inference.rows import get_row, row_for
@@ -65,20 +59,25 @@ from ..models.config import AIO_MODES, LLMCfg
 from ..models.generation import Decoding
 from ..models.loading import load_with_options
 from ..tasks.benchmarks import variant_name
+from .lmms_common import AdapterBase, cli_samples_folder, cut, device_of, positive_batch_size, side_by_side, stamp
+
+# the names the adapter's callers and tests know
+_cut, _cli_samples_folder, _device, _stamp = cut, cli_samples_folder, device_of, stamp
+__all__ = ["VisLingInstructLmms", "side_by_side"]
 
 logger = logging.getLogger(__name__)
 
 #: ``dtype`` argument -> the model config's ``llm.dtype``.
 DTYPES = {"auto": "auto", "fp16": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32",
           "float32": "fp32"}
-#: generation_kwargs keys this adapter reads; others are reported once and ignored.
-GEN_KEYS = ("until", "max_new_tokens", "temperature", "do_sample", "top_p", "num_beams")
 
 
-class VisLingInstructLmms(lmms):
-    """lmms-eval model over a VisLingInstruct model; arguments are described in the module docstring."""
+class VisLingInstructLmms(AdapterBase, lmms):
+    """lmms-eval model over a VisLingInstruct model; arguments are described in the module docstring (the request
+    loops are :class:`~.lmms_common.AdapterBase`'s)."""
 
     is_simple = True
+    name = "VisLingInstruct"
 
     def __init__(
         self,
@@ -109,10 +108,7 @@ class VisLingInstructLmms(lmms):
         super().__init__()
         if score not in ("sum", "mean"):
             raise ValueError(f"score must be sum or mean, got {score!r}")
-        if isinstance(batch_size, str) and batch_size.strip().isdigit():  # lmms-eval's --batch_size is a string
-            batch_size = int(batch_size)
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+        batch_size = positive_batch_size(batch_size)
         self._rank = int(os.environ.get("RANK", 0))
         self._world_size = int(os.environ.get("WORLD_SIZE", 1))
         self._device = _device(str(device), self._world_size)
@@ -158,147 +154,24 @@ class VisLingInstructLmms(lmms):
     def device(self) -> torch.device:
         return self._device
 
-    # ----------------------------------------------------------------------------------------- generation
+    # ------------------------------------------------------------------------------------- the two hooks
 
-    def generate_until(self, requests: List[Instance]) -> List[str]:
-        """One answer per request, batched within each group of equal ``generation_kwargs``."""
-        collator = Collator([r.args for r in requests], lambda a: (-len(a[0]), a[0]), grouping=True)
-        answers: List[str] = []
-        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="VisLingInstruct generating")
-        for chunk in collator.get_batched(n=self.batch_size):
-            contexts, all_kwargs, visual_fns, doc_ids, tasks, splits = zip(*chunk)
-            decoding, until = self._decoding(all_kwargs[0])
-            samples = self._samples(contexts, visual_fns, doc_ids, tasks, splits)
-            texts, traces = self.pipeline.generate(samples, decoding, return_traces=True)
-            texts = [_cut(text, until) for text in texts]
-            self._write_traces("generate_until", traces, doc_ids, tasks, splits)
-            for context, kwargs, text in zip(contexts, all_kwargs, texts):
-                self.cache_hook.add_partial("generate_until", (context, kwargs), text)
-            answers.extend(texts)
-            bar.update(len(chunk))
-        bar.close()
-        return collator.get_original(answers)
+    def _generate_batch(self, prompts: List[str], images: List[Image.Image], decoding: Decoding):
+        """The pipeline's answers and traces for a batch (:class:`~.lmms_common.AdapterBase`)."""
+        return self.pipeline.generate(self._samples(prompts, images), decoding, return_traces=True)
 
-    def generate_until_multi_round(self, requests) -> List[str]:
-        raise NotImplementedError("VisLingInstruct answers single instructions; multi-round tasks are not supported")
-
-    def _decoding(self, gen_kwargs: Dict[str, Any]) -> Tuple[Decoding, List[str]]:
-        """The decoding and the stop strings of a task's ``generation_kwargs``."""
-        kwargs = dict(gen_kwargs or {})
-        for key in sorted(set(kwargs) - set(GEN_KEYS)):
-            self._warn_once(f"generation_kwargs[{key!r}] is not used by VisLingInstruct and is ignored")
-        until = kwargs.get("until") or []
-        if isinstance(until, str):
-            until = [until]
-        if not isinstance(until, (list, tuple)):
-            raise ValueError(f"generation_kwargs['until'] must be a string or a list of strings, got {until!r}")
-        temperature = float(kwargs.get("temperature") or 0.0)
-        sample = bool(kwargs.get("do_sample", temperature > 0))
-        if sample and temperature <= 0:
-            self._warn_once("do_sample is set with temperature 0: sampling at temperature 1")
-            temperature = 1.0
-        top_p = kwargs.get("top_p")
-        decoding = self.decoding.replace(
-            do_sample=sample,
-            num_beams=int(kwargs.get("num_beams") or 1),
-            max_new_tokens=int(kwargs.get("max_new_tokens") or self.max_new_tokens),
-            top_p=1.0 if top_p is None else float(top_p),
-            temperature=temperature if sample else 1.0,
+    def _score_batch(self, prompts: List[str], images: List[Image.Image], candidates: List[List[str]]):
+        """The pipeline's ranking scores (one prefix per document), greedy flags and traces."""
+        out = self.pipeline.predict_class(
+            self._samples(prompts, images), candidates=candidates, score=self.score, chunk_size=self.chunk_size,
+            return_traces=True, return_greedy=True,
         )
-        return decoding, [s for s in until if s]
+        return out["scores"], out["greedy"], out["traces"]
 
-    # ---------------------------------------------------------------------------------------- likelihoods
-
-    def loglikelihood(self, requests: List[Instance]) -> List[GenerationResult]:
-        """``(NLL of the continuation given image and context, is_greedy)`` per request, wrapped in a
-        ``GenerationResult`` (module docstring); one prefix per document."""
-        groups: Dict[tuple, Dict[str, Any]] = {}
-        for index, request in enumerate(requests):
-            args = request.args
-            if len(args) < 6:
-                raise ValueError(
-                    f"loglikelihood request {args[:2]!r} has no image: VisLingInstruct scores continuations given "
-                    "an image (unconditional requests such as acc_mutual_info's are not supported)"
-                )
-            context, continuation, visual_fn, doc_id, task, split = args[:6]
-            group = groups.setdefault(
-                (task, split, doc_id, context),
-                {"args": (context, visual_fn, doc_id, task, split), "continuations": [], "indices": []},
-            )
-            group["continuations"].append(continuation)
-            group["indices"].append(index)
-        collator = Collator(list(groups.values()), lambda g: (-len(g["args"][0]), g["args"][0]))
-        results: List[Optional[GenerationResult]] = [None] * len(requests)
-        bar = tqdm(total=len(requests), disable=self.rank != 0, desc="VisLingInstruct scoring")
-        for batch in collator.get_batched(n=self.batch_size):
-            contexts, visual_fns, doc_ids, tasks, splits = zip(*(g["args"] for g in batch))
-            samples = self._samples(contexts, visual_fns, doc_ids, tasks, splits)
-            candidates = [[c.strip() for c in g["continuations"]] for g in batch]
-            out = self.pipeline.predict_class(
-                samples, candidates=candidates, score=self.score, chunk_size=self.chunk_size, return_traces=True,
-                return_greedy=True,
-            )
-            self._write_traces("loglikelihood", out["traces"], doc_ids, tasks, splits)
-            for group, context, scores, greedy in zip(batch, contexts, out["scores"], out["greedy"]):
-                for index, continuation, nll, hit in zip(group["indices"], group["continuations"], scores, greedy):
-                    pair = (float(nll), bool(hit))
-                    results[index] = GenerationResult(text=pair)  # type: ignore[arg-type]  (module docstring)
-                    self.cache_hook.add_partial("loglikelihood", (context, continuation), pair)
-                bar.update(len(group["indices"]))
-        bar.close()
-        return results
-
-    # -------------------------------------------------------------------------------------------- helpers
-
-    def _samples(self, contexts, visual_fns, doc_ids, tasks, splits) -> Dict[str, Any]:
-        """A ``samples`` batch (``docs/design.md``): processed images, prompts and ids."""
-        images = []
-        for visual_fn, doc_id, task, split in zip(visual_fns, doc_ids, tasks, splits):
-            visuals = visual_fn(self.task_dict[task][split][doc_id])
-            images.append(self._vis_processor(self._one_image(visuals, task, doc_id).convert("RGB")))
-        return {
-            "image": torch.stack(images).to(self._device),
-            "text_input": [c.replace("<image>", "").strip() for c in contexts],  # the image is not a text token here
-            "instance_id": [f"{task}/{doc_id}" for task, doc_id in zip(tasks, doc_ids)],
-        }
-
-    def _one_image(self, visuals: Any, task: str, doc_id: Any) -> Image.Image:
-        """The document's image; several (MMMU) are put side by side in one, as lmms-eval's ``instructblip`` also
-        makes one image of them (its own tiling draws labels with a font that a machine may lack)."""
-        visuals = list(visuals or [])
-        if not visuals:
-            raise ValueError(f"{task} document {doc_id} has no image: VisLingInstruct answers about an image")
-        bad = [type(v).__name__ for v in visuals if not isinstance(v, Image.Image)]
-        if bad:
-            raise ValueError(f"{task} document {doc_id}: VisLingInstruct reads images, got {', '.join(bad)}")
-        if len(visuals) == 1:
-            return visuals[0]
-        self._warn_once(f"{task}: documents with several images are read as one image, the images side by side")
-        return side_by_side(visuals)
-
-    def _write_traces(self, request: str, traces: Sequence[Any], doc_ids, tasks, splits) -> None:
-        """Append this batch's AIO traces (``AIOTrace.to_dict()``), one line per document, to each task's file."""
-        if self.aio_mode == "off" or not self.trace_folder:
-            return
-        lines: Dict[str, List[str]] = {}
-        for trace, doc_id, task, split in zip(traces, doc_ids, tasks, splits):
-            record = {"doc_id": doc_id, "task": task, "split": split, "request": request, "variant": self.variant,
-                      "trace": trace.to_dict()}
-            lines.setdefault(task, []).append(json.dumps(record, ensure_ascii=False, default=str))
-        os.makedirs(self.trace_folder, exist_ok=True)
-        for task, rows in lines.items():
-            with open(self.trace_path(task), "a", encoding="utf-8") as handle:
-                handle.write("\n".join(rows) + "\n")
-
-    def trace_path(self, task: str) -> str:
-        """The JSONL file that receives ``task``'s AIO traces."""
-        rank = f"_rank{self.rank}" if self.world_size > 1 else ""
-        return os.path.join(self.trace_folder, f"{self._trace_stamp}_aio_traces_{task}{rank}.jsonl")
-
-    def _warn_once(self, message: str) -> None:
-        if message not in self._warned:
-            self._warned.add(message)
-            logger.warning(message)
+    def _samples(self, prompts: List[str], images: List[Image.Image]) -> Dict[str, Any]:
+        """A ``samples`` batch (``docs/design.md``): processed images and prompts."""
+        return {"image": torch.stack([self._vis_processor(image) for image in images]).to(self._device),
+                "text_input": list(prompts)}
 
 
 def _model_options(
@@ -347,65 +220,3 @@ def _row(row: Optional[str], cfg, cmaa: Any, aio: Any):
         if given is not None and given != wanted:
             raise ValueError(f"{name}={given} contradicts row={chosen.name} ({name}={wanted}): give the row alone")
     return chosen
-
-
-def _device(device: str, world_size: int) -> torch.device:
-    """The device of this process (``cuda:<LOCAL_RANK>`` under a multi-process launcher)."""
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise ValueError(f"device={device} but no CUDA device is visible; pass device=cpu (or --device cpu)")
-        if world_size > 1:
-            return torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
-    return torch.device(device)
-
-
-def side_by_side(images: Sequence[Image.Image]) -> Image.Image:
-    """The images left to right, each scaled to the height of the tallest, on a black RGB canvas."""
-    height = max(image.height for image in images)
-    scaled = [image.convert("RGB").resize((max(1, round(image.width * height / image.height)), height))
-              for image in images]
-    canvas = Image.new("RGB", (sum(image.width for image in scaled), height))
-    x = 0
-    for image in scaled:
-        canvas.paste(image, (x, 0))
-        x += image.width
-    return canvas
-
-
-def _cut(text: str, until: Sequence[str]) -> str:
-    """``text`` up to the first stop string, stripped."""
-    for stop in until:
-        text = text.split(stop)[0]
-    return text.strip()
-
-
-def _cli_args(argv: Sequence[str]) -> Optional[argparse.Namespace]:
-    """lmms-eval's ``--output_path``, ``--model_args`` and ``--timezone`` if this process is its command line."""
-    program = argv[0] if argv else ""
-    if "lmms" not in os.path.basename(program) and not program.endswith(os.path.join("lmms_eval", "__main__.py")):
-        return None
-    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
-    parser.add_argument("--output_path", default="")
-    parser.add_argument("--model_args", default="")
-    parser.add_argument("--timezone", default="")
-    return parser.parse_known_args(list(argv[1:]))[0]
-
-
-def _cli_samples_folder(argv: Optional[Sequence[str]] = None) -> str:
-    """Where lmms-eval's command line writes ``--log_samples`` (``<output_path>/<model name>``), or ``""``."""
-    args = _cli_args(sys.argv if argv is None else argv)
-    if args is None or not args.output_path:
-        return ""
-    from lmms_eval.loggers.evaluation_tracker import GeneralConfigTracker
-    from lmms_eval.utils import sanitize_model_name
-
-    name = sanitize_model_name(GeneralConfigTracker._get_model_name(args.model_args))  # lmms-eval's own naming
-    return os.path.join(args.output_path, name) if name else args.output_path
-
-
-def _stamp() -> str:
-    """A time stamp in lmms-eval's format (its ``--timezone``, if given on its command line)."""
-    from lmms_eval.utils import get_datetime_str
-
-    args = _cli_args(sys.argv)
-    return get_datetime_str(timezone=args.timezone) if args and args.timezone else get_datetime_str()

@@ -1,0 +1,121 @@
+"""AIO on any HF image-text-to-text model as an lmms-eval model: ``lmms-eval --model vislinginstruct_hf``.
+
+Loads a folder (or hub id) that ``AutoModelForImageTextToText`` + ``AutoProcessor`` read (LLaVA-1.5, LLaVA-NeXT,
+Qwen2-VL, ...) and answers lmms-eval's requests through one
+:class:`~lavis_vislinginstruct.inference.hf_pipeline.VisionLanguagePipeline` (the model's own chat template, AIO
+around it; :mod:`lavis_vislinginstruct.models.hf_vlm` says what AIO means on such a model). Registered through our
+entry point (``lavis_vislinginstruct_lmms.py``), like ``--model vislinginstruct``; the request loops, decoding
+arguments and AIO traces are :class:`~.lmms_common.AdapterBase`'s, shared with that adapter:
+
+* ``generate_until``: the pipeline's answers; with ``aio=off`` they are the model's own ``generate`` on the
+  chat-templated (image, prompt), greedy unless the task samples.
+* ``loglikelihood``: a document's continuations are scored together as the assistant's answer to (image, context):
+  one prefill of the prompt, every continuation read against its key-value cache; the loss is the continuation's
+  NLL (``score=sum``, the default, or ``mean`` per token), without an end-of-sequence token.
+
+Model arguments (``--model_args key=value,...``): ``pretrained`` (the folder); ``aio`` (off | rewrite | full);
+``options`` (AIO settings, ``;``-separated ``aio.<field>=value``, e.g. ``aio.guard=none;aio.max_new_tokens=40``);
+``device``, ``dtype`` (auto | fp16 | bf16 | fp32); ``batch_size``; ``repetition_penalty``, ``length_penalty``,
+``min_new_tokens``, ``max_new_tokens`` (when the task gives none); ``score``; ``aio_traces`` (folder of the AIO
+traces, default: beside lmms-eval's ``--log_samples``).
+"""
+import logging
+import os
+from typing import Any, Dict, List
+
+import torch
+from lmms_eval.api.model import lmms
+from PIL import Image
+
+from ..aio.config import AIO_MODES, aio_settings
+from ..inference.hf_pipeline import VisionLanguagePipeline
+from ..models.generation import Decoding
+from .lmms_common import AdapterBase, cli_samples_folder, device_of, positive_batch_size, stamp
+
+logger = logging.getLogger(__name__)
+
+#: ``dtype`` argument -> ``torch_dtype`` of ``from_pretrained``.
+DTYPES: Dict[str, Any] = {"auto": "auto", "fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
+                          "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+
+
+class VisLingInstructHFLmms(AdapterBase, lmms):
+    """lmms-eval model over an HF image-text-to-text model with AIO; arguments in the module docstring."""
+
+    is_simple = True
+    name = "vislinginstruct_hf"
+
+    def __init__(
+        self,
+        pretrained: str = "",
+        aio: Any = "off",
+        options: str = "",
+        device: str = "cuda",
+        dtype: str = "auto",
+        batch_size: int = 1,
+        max_batch_size: Any = None,
+        repetition_penalty: float = 1.0,
+        length_penalty: float = 1.0,
+        min_new_tokens: int = 0,
+        max_new_tokens: int = 1024,
+        score: str = "sum",
+        aio_traces: str = "",
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModelForImageTextToText, AutoProcessor
+
+        mode = "off" if aio is False else str(aio)
+        if mode not in AIO_MODES:
+            raise ValueError(f"aio must be one of {', '.join(AIO_MODES)}, got {aio!r}")
+        if score not in ("sum", "mean"):
+            raise ValueError(f"score must be sum or mean, got {score!r}")
+        if str(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        if not pretrained:
+            raise ValueError("pretrained=FOLDER is required: a folder that AutoModelForImageTextToText reads")
+        self._rank = int(os.environ.get("RANK", 0))
+        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self._device = device_of(str(device), self._world_size)
+        self.batch_size_per_gpu = positive_batch_size(batch_size)
+        try:
+            model = AutoModelForImageTextToText.from_pretrained(pretrained, torch_dtype=DTYPES[str(dtype)])
+            processor = AutoProcessor.from_pretrained(pretrained)
+        except (OSError, ValueError) as err:
+            raise ValueError(f"pretrained={pretrained}: not an image-text-to-text model folder ({err})") from err
+        self._model = model.to(self._device).eval()
+        self.decoding = Decoding(max_new_tokens=int(max_new_tokens), min_new_tokens=int(min_new_tokens), num_beams=1,
+                                 repetition_penalty=float(repetition_penalty), length_penalty=float(length_penalty))
+        self.max_new_tokens = int(max_new_tokens)
+        self.score = score
+        self.pipeline = VisionLanguagePipeline(self._model, processor, mode, self.decoding, aio_settings(options))
+        self.aio_mode = mode
+        self.variant = f"{type(model).__name__}_aio-{mode}"
+        self.trace_folder = aio_traces or cli_samples_folder() or ""
+        self._trace_stamp = stamp()
+        self._warned: set = set()
+        logger.info("vislinginstruct_hf: %s from %s, AIO %s, on %s", type(model).__name__, pretrained, mode,
+                    self._device)
+        if mode != "off" and not self.trace_folder:
+            logger.warning("AIO is on but its traces are not saved: pass aio_traces=FOLDER or --output_path")
+
+    @property
+    def model(self):
+        """The HF model."""
+        return self._model
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def _generate_batch(self, prompts: List[str], images: List[Image.Image], decoding: Decoding):
+        """The pipeline's answers and traces (:class:`~.lmms_common.AdapterBase`)."""
+        return self.pipeline.generate(images, prompts, decoding, return_traces=True)
+
+    def _score_batch(self, prompts: List[str], images: List[Image.Image], candidates: List[List[str]]):
+        """Each document's continuations scored against its one prefix, with the traces."""
+        out = self.pipeline.predict_class(images, prompts, candidates, self.score)
+        return out["scores"], out["greedy"], out["traces"]
