@@ -342,8 +342,9 @@ README_ROWS = {"flickr30k": "Flickr30K", "nocaps": "NoCaps", "vsr": "VSR", "gqa"
 def test_readme_protocol_table_matches_the_code():
     from lavis_vislinginstruct.processors import templates
 
-    lines = (REPO / "README.md").read_text().split("**The protocol**", 1)[1].splitlines()
-    rows = [[c.strip() for c in line.strip("|").split("|")] for line in lines if line.startswith("| ")][1:]
+    section = (REPO / "README.md").read_text().split("**The protocol**", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip("|").split("|")] for line in section.splitlines() if line.startswith("| ")]
+    rows = [r for r in rows if len(r) == 6][1:]  # the protocol table (the settings table has five columns)
     for name, label in README_ROWS.items():
         (row,) = [r for r in rows if label in r[0].split(", ") or r[0].startswith(label)]
         answer, score, wrapper, _, guard = row[1:]
