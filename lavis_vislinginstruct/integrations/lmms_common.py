@@ -39,11 +39,32 @@ GEN_KEYS = ("until", "max_new_tokens", "temperature", "do_sample", "top_p", "num
 class AdapterBase:
     """Request loops, decoding and traces of an lmms-eval model (module docstring).
 
-    A subclass sets ``name`` (for messages), ``decoding`` (the run's :class:`Decoding`), ``max_new_tokens``,
-    ``batch_size_per_gpu``, ``aio_mode``, ``variant``, ``trace_folder``, ``_trace_stamp`` and ``_warned``.
+    A subclass sets ``name`` (for messages), ``_model``, ``_device``, ``decoding`` (the run's :class:`Decoding`),
+    ``max_new_tokens``, ``batch_size_per_gpu``, ``aio_mode`` and ``variant``, then calls :meth:`_start_traces`.
     """
 
     name = "the model"
+
+    @property
+    def model(self):
+        """The model the requests are answered with."""
+        return self._model
+
+    @property
+    def batch_size(self) -> int:
+        return self.batch_size_per_gpu
+
+    @property
+    def device(self) -> torch.device:
+        return self._device
+
+    def _start_traces(self, aio_traces: str) -> None:
+        """Where AIO traces go (``aio_traces``, else lmms-eval's ``--log_samples`` folder), warned when nowhere."""
+        self.trace_folder = aio_traces or cli_samples_folder() or ""
+        self._trace_stamp = stamp()
+        self._warned: set = set()
+        if self.aio_mode != "off" and not self.trace_folder:
+            logger.warning("AIO is on but its traces are not saved: pass aio_traces=FOLDER or --output_path")
 
     # ----------------------------------------------------------------------------------------- generation
 

@@ -131,28 +131,9 @@ class VisLingInstructLmms(AdapterBase, lmms):
         self.pipeline = VisLingInstructPipeline(self._model, self.row, self.decoding)
         self.aio_mode = self.row.aio
         self.variant = variant_name(self.row, cfg.aio.select)
-        self.trace_folder = aio_traces or _cli_samples_folder() or ""
-        self._trace_stamp = _stamp()
-        self._warned: set = set()
         logger.info("VisLingInstruct for lmms-eval: %s (Table 2 row %s) on %s", type(self._model).__name__,
                     self.variant, self._device)
-        if self.aio_mode != "off" and not self.trace_folder:
-            logger.warning("AIO is on but its traces are not saved: pass aio_traces=FOLDER or --output_path")
-
-    # ------------------------------------------------------------------------------------------ properties
-
-    @property
-    def model(self):
-        """The VisLingInstruct model."""
-        return self._model
-
-    @property
-    def batch_size(self) -> int:
-        return self.batch_size_per_gpu
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
+        self._start_traces(aio_traces)
 
     # ------------------------------------------------------------------------------------- the two hooks
 

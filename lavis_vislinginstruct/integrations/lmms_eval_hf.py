@@ -30,7 +30,7 @@ from PIL import Image
 from ..aio.config import AIO_MODES, aio_settings
 from ..inference.hf_pipeline import VisionLanguagePipeline
 from ..models.generation import Decoding
-from .lmms_common import AdapterBase, cli_samples_folder, device_of, positive_batch_size, stamp
+from .lmms_common import AdapterBase, device_of, positive_batch_size
 
 logger = logging.getLogger(__name__)
 
@@ -90,26 +90,9 @@ class VisLingInstructHFLmms(AdapterBase, lmms):
         self.pipeline = VisionLanguagePipeline(self._model, processor, mode, self.decoding, aio_settings(options))
         self.aio_mode = mode
         self.variant = f"{type(model).__name__}_aio-{mode}"
-        self.trace_folder = aio_traces or cli_samples_folder() or ""
-        self._trace_stamp = stamp()
-        self._warned: set = set()
         logger.info("vislinginstruct_hf: %s from %s, AIO %s, on %s", type(model).__name__, pretrained, mode,
                     self._device)
-        if mode != "off" and not self.trace_folder:
-            logger.warning("AIO is on but its traces are not saved: pass aio_traces=FOLDER or --output_path")
-
-    @property
-    def model(self):
-        """The HF model."""
-        return self._model
-
-    @property
-    def batch_size(self) -> int:
-        return self.batch_size_per_gpu
-
-    @property
-    def device(self) -> torch.device:
-        return self._device
+        self._start_traces(aio_traces)
 
     def _generate_batch(self, prompts: List[str], images: List[Image.Image], decoding: Decoding):
         """The pipeline's answers and traces (:class:`~.lmms_common.AdapterBase`)."""
