@@ -60,7 +60,7 @@ def test_missing_local_llm_path_is_named(tmp_path):
 
 def test_real_size_builds_on_meta_without_files():
     """The vicuna7b skeleton (ViT excluded) builds from config dims alone; no file or network is touched."""
-    from lavis_vislinginstruct.models.vislinginstruct import build_llm
+    from lavis_vislinginstruct.models.llm import build_llm
 
     cfg = VisLingInstructCfg.from_omegaconf(OmegaConf.load(
         registry.get_model_class("vislinginstruct_vicuna").default_config_path("vicuna7b")).model)

@@ -34,7 +34,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 from lavis.common.registry import registry
 from lavis.models.base_model import BaseModel
-from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
 from ..paths import package_path
 from . import tokenizers
@@ -43,6 +42,7 @@ from .config import AIO_MODES, VisLingInstructCfg, choice
 from .cross_modal_attention import CrossModalAlignmentAttention
 from .generation import Decoding
 from .inputs import instruction_list
+from .llm import build_llm
 from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter
 from .qformer import build_qformer
 from .vision import build_vision_tower, freeze
@@ -410,32 +410,6 @@ class VisLingInstruct(CheckpointContract, BaseModel):
         model.model_type = str((cfg or {}).get("model_type") or "")
         load_weights(model, vcfg)
         return model
-
-
-def build_llm(cfg: VisLingInstructCfg, vocab_size: int, meta: bool = False) -> nn.Module:
-    """The LLM from ``llm.config`` dimensions (random weights); on the meta device when the loader replaces it.
-
-    T5 uses exact GELU (``dense_act_fn="gelu"``) as LAVIS's InstructBLIP does for FlanT5.
-    """
-    llm = cfg.llm
-    if not llm.config:
-        if not llm.model:
-            raise ValueError("llm.config (dimensions) or llm.model (pretrained path) must be set")
-        kind = "llama" if llm.family == "decoder_only" else "t5"
-        hf_cfg = AutoConfig.for_model(kind)
-    else:
-        fields = dict(llm.config)
-        kind = fields.pop("model_type", "llama" if llm.family == "decoder_only" else "t5")
-        hf_cfg = AutoConfig.for_model(kind, **fields)
-    if llm.family == "encoder_decoder":
-        hf_cfg.dense_act_fn = "gelu"
-    ctx = torch.device("meta") if meta else contextlib.nullcontext()
-    with ctx:
-        auto = AutoModelForCausalLM if llm.family == "decoder_only" else AutoModelForSeq2SeqLM
-        model = auto.from_config(hf_cfg)
-    if not meta and model.get_input_embeddings().num_embeddings != vocab_size:
-        model.resize_token_embeddings(vocab_size)
-    return model
 
 
 @registry.register_model("vislinginstruct_vicuna")
