@@ -28,6 +28,7 @@ from lmms_eval.utils import Collator
 from PIL import Image
 from tqdm import tqdm
 
+from ..aio.config import AIO_MODES
 from ..models.generation import Decoding
 
 logger = logging.getLogger(__name__)
@@ -57,6 +58,21 @@ class AdapterBase:
     @property
     def device(self) -> torch.device:
         return self._device
+
+    def _set_up_run(self, device: str, batch_size: Any, score: str, max_new_tokens: int, min_new_tokens: int,
+                    repetition_penalty: float, length_penalty: float) -> None:
+        """The model arguments both adapters share: rank, device, batch size, ranking score and the answers'
+        default decoding (greedy; a task's ``generation_kwargs`` change it per request)."""
+        if score not in ("sum", "mean"):
+            raise ValueError(f"score must be sum or mean, got {score!r}")
+        self._rank = int(os.environ.get("RANK", 0))
+        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
+        self._device = device_of(str(device), self._world_size)
+        self.batch_size_per_gpu = positive_batch_size(batch_size)
+        self.decoding = Decoding(max_new_tokens=int(max_new_tokens), min_new_tokens=int(min_new_tokens), num_beams=1,
+                                 repetition_penalty=float(repetition_penalty), length_penalty=float(length_penalty))
+        self.max_new_tokens = int(max_new_tokens)
+        self.score = score
 
     def _start_traces(self, aio_traces: str) -> None:
         """Where AIO traces go (``aio_traces``, else lmms-eval's ``--log_samples`` folder), warned when nowhere."""
@@ -204,6 +220,14 @@ class AdapterBase:
 def _prompts(contexts: Sequence[str]) -> List[str]:
     """The instructions of lmms-eval contexts: the image is given as an image, not as an ``<image>`` text token."""
     return [c.replace("<image>", "").strip() for c in contexts]
+
+
+def aio_mode(value: Any) -> str:
+    """The ``aio`` model argument as an AIO mode (``aio=off`` reaches us as ``False``)."""
+    mode = "off" if value is False else str(value)
+    if mode not in AIO_MODES:
+        raise ValueError(f"aio must be one of {', '.join(AIO_MODES)}, got {value!r}")
+    return mode
 
 
 def positive_batch_size(batch_size: Any) -> int:

@@ -46,7 +46,6 @@ on their own, so AIO's content guard has no spans to keep here.
 """
 import dataclasses
 import logging
-import os
 from typing import Any, Dict, List, Optional
 
 import torch
@@ -55,11 +54,11 @@ from PIL import Image
 
 from ..inference.pipeline import VisLingInstructPipeline
 from ..inference.rows import get_row, row_for
-from ..models.config import AIO_MODES, LLMCfg
+from ..models.config import LLMCfg
 from ..models.generation import Decoding
 from ..models.loading import load_with_options
 from ..tasks.benchmarks import variant_name
-from .lmms_common import AdapterBase, cli_samples_folder, cut, device_of, positive_batch_size, side_by_side, stamp
+from .lmms_common import AdapterBase, aio_mode, cli_samples_folder, cut, device_of, side_by_side, stamp
 
 # the names the adapter's callers and tests know
 _cut, _cli_samples_folder, _device, _stamp = cut, cli_samples_folder, device_of, stamp
@@ -106,12 +105,8 @@ class VisLingInstructLmms(AdapterBase, lmms):
         aio_traces: str = "",
     ) -> None:
         super().__init__()
-        if score not in ("sum", "mean"):
-            raise ValueError(f"score must be sum or mean, got {score!r}")
-        batch_size = positive_batch_size(batch_size)
-        self._rank = int(os.environ.get("RANK", 0))
-        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
-        self._device = _device(str(device), self._world_size)
+        self._set_up_run(device, batch_size, score, max_new_tokens, min_new_tokens, repetition_penalty,
+                         length_penalty)
         overrides = _model_options(
             checkpoint=checkpoint, finetuned=finetuned, hf_checkpoint=hf_checkpoint, options=options, aio=aio,
             cmaa=cmaa, dtype=dtype, load_in_8bit=load_in_8bit, load_in_4bit=load_in_4bit,
@@ -120,11 +115,6 @@ class VisLingInstructLmms(AdapterBase, lmms):
             arch or None, model_type or None, overrides, device=str(self._device), spec=model_spec or None
         )
         self._vis_processor = vis_processors["eval"]
-        self.batch_size_per_gpu = batch_size
-        self.decoding = Decoding(max_new_tokens=int(max_new_tokens), min_new_tokens=int(min_new_tokens), num_beams=1,
-                                 repetition_penalty=float(repetition_penalty), length_penalty=float(length_penalty))
-        self.max_new_tokens = int(max_new_tokens)
-        self.score = score
         self.chunk_size = int(chunk_size)
         cfg = self._model.cfg
         self.row = _row(row, cfg, cmaa, aio)
@@ -163,10 +153,7 @@ def _model_options(
     out = [f"{key}={value}" for key, value in
            (("checkpoint", checkpoint), ("finetuned", finetuned), ("hf_checkpoint", hf_checkpoint)) if value]
     if aio is not None:
-        mode = "off" if aio is False else aio  # aio=off/false both mean off
-        if mode not in AIO_MODES:
-            raise ValueError(f"aio must be one of {', '.join(AIO_MODES)}, got {aio!r}")
-        out.append(f"aio.mode={mode}")
+        out.append(f"aio.mode={aio_mode(aio)}")
     if cmaa is not None:
         if not isinstance(cmaa, bool):
             raise ValueError(f"cmaa must be true or false, got {cmaa!r}")
@@ -196,7 +183,7 @@ def _row(row: Optional[str], cfg, cmaa: Any, aio: Any):
     if not row:
         return row_for(cfg.cmaa.enabled, cfg.aio.mode, cfg.aio.order)
     chosen = get_row(str(row))
-    mode = "off" if aio is False else aio
+    mode = None if aio is None else aio_mode(aio)
     for name, given, wanted in (("cmaa", cmaa, chosen.cmaa), ("aio", mode, chosen.aio)):
         if given is not None and given != wanted:
             raise ValueError(f"{name}={given} contradicts row={chosen.name} ({name}={wanted}): give the row alone")

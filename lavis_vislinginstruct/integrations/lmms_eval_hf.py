@@ -20,17 +20,16 @@ Model arguments (``--model_args key=value,...``): ``pretrained`` (the folder); `
 traces, default: beside lmms-eval's ``--log_samples``).
 """
 import logging
-import os
 from typing import Any, Dict, List
 
 import torch
 from lmms_eval.api.model import lmms
 from PIL import Image
 
-from ..aio.config import AIO_MODES, aio_settings
+from ..aio.config import aio_settings
 from ..inference.hf_pipeline import VisionLanguagePipeline
 from ..models.generation import Decoding
-from .lmms_common import AdapterBase, device_of, positive_batch_size
+from .lmms_common import AdapterBase, aio_mode
 
 logger = logging.getLogger(__name__)
 
@@ -64,29 +63,19 @@ class VisLingInstructHFLmms(AdapterBase, lmms):
         super().__init__()
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
-        mode = "off" if aio is False else str(aio)
-        if mode not in AIO_MODES:
-            raise ValueError(f"aio must be one of {', '.join(AIO_MODES)}, got {aio!r}")
-        if score not in ("sum", "mean"):
-            raise ValueError(f"score must be sum or mean, got {score!r}")
+        mode = aio_mode(aio)
         if str(dtype) not in DTYPES:
             raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
         if not pretrained:
             raise ValueError("pretrained=FOLDER is required: a folder that AutoModelForImageTextToText reads")
-        self._rank = int(os.environ.get("RANK", 0))
-        self._world_size = int(os.environ.get("WORLD_SIZE", 1))
-        self._device = device_of(str(device), self._world_size)
-        self.batch_size_per_gpu = positive_batch_size(batch_size)
+        self._set_up_run(device, batch_size, score, max_new_tokens, min_new_tokens, repetition_penalty,
+                         length_penalty)
         try:
             model = AutoModelForImageTextToText.from_pretrained(pretrained, torch_dtype=DTYPES[str(dtype)])
             processor = AutoProcessor.from_pretrained(pretrained)
         except (OSError, ValueError) as err:
             raise ValueError(f"pretrained={pretrained}: not an image-text-to-text model folder ({err})") from err
         self._model = model.to(self._device).eval()
-        self.decoding = Decoding(max_new_tokens=int(max_new_tokens), min_new_tokens=int(min_new_tokens), num_beams=1,
-                                 repetition_penalty=float(repetition_penalty), length_penalty=float(length_penalty))
-        self.max_new_tokens = int(max_new_tokens)
-        self.score = score
         self.pipeline = VisionLanguagePipeline(self._model, processor, mode, self.decoding, aio_settings(options))
         self.aio_mode = mode
         self.variant = f"{type(model).__name__}_aio-{mode}"
