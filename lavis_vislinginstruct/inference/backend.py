@@ -65,7 +65,7 @@ class VisLingInstructBackend:
     def generate(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy/beam decoding with the LLM adapter (``prefix`` None: the LLM alone, no visual tokens)."""
         embeds, mask = prefix if prefix is not None else (None, None)
-        settings = Decoding.greedy(decoding["max_new_tokens"], decoding.get("num_beams", 1))
+        settings = Decoding.from_aio(decoding)
         return self.model.adapter.generate(
             embeds, mask, list(prompts), settings, prompt_lookup=decoding.get("prompt_lookup_num_tokens") or 0
         )

@@ -73,9 +73,11 @@ class Decoding:
         )
 
     @classmethod
-    def greedy(cls, max_new_tokens: int, num_beams: int = 1) -> "Decoding":
-        """Plain greedy (or beam) decoding with no penalties: what AIO uses for rewrites and comparisons."""
-        return cls(max_new_tokens=max_new_tokens, min_new_tokens=1, num_beams=num_beams, repetition_penalty=1.0)
+    def from_aio(cls, settings: Dict[str, Any]) -> "Decoding":
+        """What an AIO backend decodes a rewrite or comparison with: the optimizer's settings (``max_new_tokens``,
+        ``num_beams``; :class:`~lavis_vislinginstruct.aio.protocol.AIOBackend`), greedy, no penalties."""
+        return cls(max_new_tokens=settings["max_new_tokens"], min_new_tokens=1, num_beams=settings.get("num_beams", 1),
+                   repetition_penalty=1.0)
 
     @property
     def streams(self) -> bool:

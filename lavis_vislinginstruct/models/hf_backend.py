@@ -99,7 +99,7 @@ class HFInstructBlipBackend:
     def generate(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy/beam decoding after ``prefix`` (``None``: the LLM alone)."""
         embeds, mask = prefix if prefix is not None else (None, None)
-        settings = Decoding.greedy(decoding["max_new_tokens"], decoding.get("num_beams", 1))
+        settings = Decoding.from_aio(decoding)
         return self.adapter.generate(
             embeds, mask, list(prompts), settings, prompt_lookup=decoding.get("prompt_lookup_num_tokens") or 0
         )

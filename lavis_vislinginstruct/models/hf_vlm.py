@@ -116,7 +116,7 @@ class HFVisionLanguageBackend:
     @torch.no_grad()
     def generate(self, prefix: Optional[Images], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy/beam decoding of AIO's stages (``prefix`` None: the rewrite, no image)."""
-        return self.answer(prefix, prompts, Decoding.greedy(decoding["max_new_tokens"], decoding.get("num_beams", 1)))
+        return self.answer(prefix, prompts, Decoding.from_aio(decoding))
 
     @torch.no_grad()
     def continuation_nll(self, prefix: Images, prompts: Sequence[str], continuations: Sequence[str]) -> List[float]:
