@@ -352,7 +352,7 @@ class VisLingInstruct(CheckpointContract, BaseModel):
         """The instruction of each of the ``n`` samples: ``text_input`` (or LAVIS's ``prompt``, or the config's
         default ``prompt``); one string is used for every sample."""
         key = "text_input" if "text_input" in samples else "prompt"
-        instructions = self._texts({**samples, "image": torch.empty(n, 0)}, key, default=self.cfg.prompt)
+        instructions = instruction_list(samples, key, n, default=self.cfg.prompt)
         if len(instructions) != n:
             raise ValueError(f"{n} images but {len(instructions)} instructions")
         return instructions
