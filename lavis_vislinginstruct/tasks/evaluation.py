@@ -141,7 +141,8 @@ class VliEvalTask(BaseTask):
             "protocol": cls.family,  # tells the scorer of a benchmark with two protocols (VSR) which one ran
         }
         weights = with_weight_digests(_without_row_switches(model_container), WEIGHT_KEYS)
-        model_info["weights"] = _weight_files(weights)
+        model_info["weights"] = _weight_values(weights)
+        model_info["weight_files"] = _weight_values(model_container)
         fingerprint_settings = {
             "benchmark": bench.name,
             "task": {"name": cls.task_name, **settings},
@@ -203,7 +204,7 @@ class VliEvalTask(BaseTask):
         if remembered:
             logger.info("AIO: %d rewrites of finished samples reused", remembered)
 
-        self.model_info.update(projection_record(model, self.row))
+        self.model_info.update(projection_record(model, self.row, self.model_info))
         if cuda_enabled is None:
             cuda_enabled = next(model.parameters()).is_cuda
         start, written = time.time(), 0
@@ -416,14 +417,19 @@ def _remember_rewrites(pipeline: VisLingInstructPipeline, records: List[Dict[str
     return pipeline.optimizer.remember(pairs) if pairs else 0
 
 
-def projection_record(model, row: Row) -> Dict[str, Any]:
-    """Which projection file the row's answers read, and its SHA-256 (empty for random weights)."""
+def projection_record(model, row: Row, model_info: Dict[str, Any]) -> Dict[str, Any]:
+    """Which projection file the row's answers read, and its SHA-256 (empty for random weights); the digest of a
+    weight file the run already fingerprinted (``model_info``: ``weight_files``, ``weights``) is reused, not read
+    again."""
     path = model.projection_source(row.projection)
-    return {"projection_file": path, "projection_sha256": file_digest(path) if path and os.path.isfile(path) else ""}
+    known = {file: model_info["weights"][key] for key, file in model_info.get("weight_files", {}).items()}
+    digest = (known.get(path) or file_digest(path)) if path and os.path.isfile(path) else ""
+    return {"projection_file": path, "projection_sha256": digest}
 
 
-def _weight_files(model: Dict[str, Any]) -> Dict[str, str]:
-    """Per weight key of :data:`WEIGHT_KEYS` that is set, the file's SHA-256 (or the value, for a folder or an id)."""
+def _weight_values(model: Dict[str, Any]) -> Dict[str, str]:
+    """Per weight key of :data:`WEIGHT_KEYS` that is set: its value, or the file's SHA-256 where
+    :func:`with_weight_digests` replaced the path by ``{"sha256", "bytes"}`` (a folder or an id stays as it is)."""
     out = {}
     for key in WEIGHT_KEYS:
         node: Any = model
