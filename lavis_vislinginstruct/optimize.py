@@ -25,7 +25,7 @@ from lavis_vislinginstruct.aio.trace import format_trace
 from lavis_vislinginstruct.chat.launch import random_weights_notice
 from lavis_vislinginstruct.datasets.datasets.base import load_image
 from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
-from lavis_vislinginstruct.inference.rows import row_for
+from lavis_vislinginstruct.inference.rows import config_row
 from lavis_vislinginstruct.models.generation import Decoding
 from lavis_vislinginstruct.models.loading import load_with_options
 
@@ -80,8 +80,8 @@ def main(argv: Optional[List[str]] = None) -> dict:
     samples = {"image": vis["eval"](image).unsqueeze(0).to(args.device), "text_input": [args.instruction],
                "keep_spans": [args.keep]}
     aio = dataclasses.replace(model.cfg.aio, select=args.select or model.cfg.aio.select)
-    row = row_for(model.cfg.cmaa.enabled, args.mode, model.cfg.aio.order, projection="finetuned")
-    pipeline = VisLingInstructPipeline(model, row, Decoding.from_lavis(max_length=30), aio=aio)
+    pipeline = VisLingInstructPipeline(model, config_row(model.cfg, args.mode), Decoding.from_lavis(max_length=30),
+                                       aio=aio)
     extra = {}
     if args.answer:
         (answer,), (trace,) = pipeline.generate(samples, return_traces=True)

@@ -36,7 +36,7 @@ from ..aio.trace import AIOTrace
 from ..aio.trace import format_trace as _format_trace
 from ..datasets.datasets.instruct_datasets import strip_image_token
 from ..inference.pipeline import VisLingInstructPipeline
-from ..inference.rows import Row, get_row, row_for
+from ..inference.rows import Row, config_row, get_row
 from ..models.generation import Decoding
 from ..processors.templates import format_llava_instruction, normalize_text
 
@@ -190,7 +190,7 @@ class ChatEngine:
         aio = aio or "off"
         if aio not in AIO_MODES:
             raise ValueError(f"AIO mode must be one of {', '.join(AIO_MODES)}, got {aio!r}")
-        return row_for(self.model.cfg.cmaa.enabled, aio, self.model.cfg.aio.order, projection="finetuned")
+        return config_row(self.model.cfg, aio)
 
     # --------------------------------------------------------------------------------------------- prompt
 

@@ -68,6 +68,12 @@ def get_row(name: str) -> Row:
     return ROWS[name]
 
 
+def config_row(cfg, aio: str) -> Row:
+    """The row of a model as its config says (``cmaa.enabled``, ``aio.order``) with the projection it loaded last and
+    AIO mode ``aio``: what the model's own ``generate``, the optimize CLI and the chat answer with."""
+    return row_for(cfg.cmaa.enabled, aio, cfg.aio.order, projection="finetuned")
+
+
 def row_for(cmaa: bool, aio: str, order: str = "ias", projection: Optional[str] = None) -> Row:
     """The row with these switches: a named one when one matches, else one named ``cmaa-<on|off>_aio-<mode>``.
 

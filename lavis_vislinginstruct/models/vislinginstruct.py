@@ -362,13 +362,12 @@ class VisLingInstruct(CheckpointContract, BaseModel):
         config says (``cmaa.enabled``, the loaded projection, the ``aio`` section), with ``aio`` as its AIO mode
         (default: ``aio.mode``). LAVIS's API builds one per call and keeps nothing."""
         from ..inference.pipeline import VisLingInstructPipeline
-        from ..inference.rows import row_for
+        from ..inference.rows import config_row
 
         mode = aio or self.cfg.aio.mode
         if mode not in AIO_MODES:
             raise ValueError(f"aio.mode must be one of {', '.join(AIO_MODES)}, got {mode!r}")
-        row = row_for(self.cfg.cmaa.enabled, mode, self.cfg.aio.order, projection="finetuned")
-        return VisLingInstructPipeline(self, row)
+        return VisLingInstructPipeline(self, config_row(self.cfg, mode))
 
     def _texts(self, samples: Dict[str, Any], key: str, allow_empty: bool = False, default: str = "") -> List[str]:
         n = samples["image"].size(0) if torch.is_tensor(samples.get("image")) else None
