@@ -42,6 +42,7 @@ import logging
 import os
 import platform
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Dict, List, Optional, Sequence, Tuple
@@ -49,31 +50,26 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from lavis_vislinginstruct import demo_analysis as analysis
+from lavis_vislinginstruct import demo_pretrain as pretraining
+from lavis_vislinginstruct import demo_probes as probes
 from lavis_vislinginstruct import demo_report as report
-from lavis_vislinginstruct.demo_stages import (
-    comparison_score_summary,
-    merge_checkpoints,
-    project_file,
-    score_comparison_pairs,
-    train_stage,
-    write_initialization,
-    write_spec,
-)
+from lavis_vislinginstruct.demo_stages import project_file, train_stage, write_spec
 from lavis_vislinginstruct.inference.rows import ROWS as ROW_DEFINITIONS
 from lavis_vislinginstruct.inference.rows import Row
 from lavis_vislinginstruct.tasks.benchmarks import ORDER
 from lavis_vislinginstruct.world import generate_world
-from lavis_vislinginstruct.world.writer import read_comparison_candidates, write_comparison_training
 
 logger = logging.getLogger("lavis_vislinginstruct.demo")
 
-IMAGE_SIZE = 32
-STEPS = 8
+IMAGE_SIZE = pretraining.IMAGE_SIZE
+STEPS = 7
 
 
 #: Table 2's four rows and the shuffled-order ablation, in table order (the one definition of a row).
 ROWS: Dict[str, Row] = dict(ROW_DEFINITIONS)
 LABELS = {name: row.label for name, row in ROWS.items()}
+#: The rows that answer the held-out bare chat questions (the web demo's three columns).
+CHAT_ROWS = ("vanilla", "ema", "ema_aio")
 
 
 @dataclass(frozen=True)
@@ -81,67 +77,30 @@ class DemoSize:
     """How big a demo run is.
 
     Attributes:
-        n_train: Training conversations (one image each) of the world's first file (stage A).
-        n_compare: Comparison pairs scored by stage A and trained in stage A2.
-        n_text: Conversations of the world's second file (rewrites and questions, stage A2).
-        n_replay: Stage A conversations replayed in stage A2.
+        n_train: Training conversations (one image each) of stage B.
         n_eval: Records of each held-out evaluation set.
-        batch_size: Training batch size of stages A and B.
-        stage_a2_batch_size: Training batch size of stage A2 (long sequences: more updates per second).
-        stage_a_epochs: Epochs of stage A.
-        stage_a_lr: Peak learning rate of stage A (warm-up, then cosine to 0).
-        stage_a2_epochs: Epochs of stage A2.
-        stage_a2_lr: Peak learning rate of stage A2.
+        n_chat: Held-out bare chat questions (:mod:`lavis_vislinginstruct.demo_probes`, type ``bare``).
+        batch_size: Stage B's batch size.
         stage_b_epochs: Epochs of stage B.
         benchmarks: Held-out sets evaluated.
+        pretrain: The size of the pretraining run that ``--from-scratch`` runs first
+            (:data:`lavis_vislinginstruct.demo_pretrain.SIZES`).
     """
 
     n_train: int
-    n_compare: int
-    n_text: int
-    n_replay: int
     n_eval: int
+    n_chat: int
     batch_size: int
-    stage_a2_batch_size: int
-    stage_a_epochs: int
-    stage_a_lr: float
-    stage_a2_epochs: int
-    stage_a2_lr: float
     stage_b_epochs: int
     benchmarks: Tuple[str, ...]
+    pretrain: str
 
 
 SIZES = {
-    "full": DemoSize(
-        n_train=6400,
-        n_compare=1600,
-        n_text=5600,
-        n_replay=0,
-        n_eval=400,
-        batch_size=64,
-        stage_a2_batch_size=32,
-        stage_a_epochs=4,
-        stage_a_lr=2e-3,
-        stage_a2_epochs=4,
-        stage_a2_lr=2e-3,
-        stage_b_epochs=1,
-        benchmarks=("vsr", "gqa", "textvqa", "scienceqa"),
-    ),
-    "fast": DemoSize(
-        n_train=2048,
-        n_compare=384,
-        n_text=1536,
-        n_replay=0,
-        n_eval=60,
-        batch_size=32,
-        stage_a2_batch_size=16,
-        stage_a_epochs=3,
-        stage_a_lr=2e-3,
-        stage_a2_epochs=6,
-        stage_a2_lr=2e-3,
-        stage_b_epochs=1,
-        benchmarks=("vsr", "gqa", "textvqa"),
-    ),
+    "full": DemoSize(n_train=6400, n_eval=400, n_chat=200, batch_size=64, stage_b_epochs=1,
+                     benchmarks=("vsr", "gqa", "textvqa", "scienceqa"), pretrain="full"),
+    "fast": DemoSize(n_train=512, n_eval=60, n_chat=30, batch_size=32, stage_b_epochs=1,
+                     benchmarks=("vsr", "gqa", "textvqa"), pretrain="fast"),
 }
 
 
@@ -152,12 +111,14 @@ def _step(k: int, text: str, *args: Any) -> None:
 # ----------------------------------------------------------------------------------------------- evaluation
 
 
-def row_options(row: str) -> List[str]:
-    """The ``--options`` of one row of :data:`ROWS` (on top of the model spec, which loads both projections)."""
-    return [f"run.row={ROWS[row].name}", "model.aio.guard=none", f"run.job_id={row}"]
+def row_options(row: str, seed: int = 0) -> List[str]:
+    """The ``--options`` of one row of :data:`ROWS` (on top of the model spec, which loads both projections);
+    ``seed`` seeds the shuffled row's coin flips."""
+    return [f"run.row={ROWS[row].name}", "model.aio.guard=none", f"model.aio.seed={seed}", f"run.job_id={row}"]
 
 
-def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str]) -> Dict[str, Dict[str, Dict[str, Any]]]:
+def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str],
+                  seed: int = 0) -> Dict[str, Dict[str, Dict[str, Any]]]:
     """Evaluate every row of :data:`ROWS` on every held-out set; returns ``{row: {benchmark: summary}}``.
 
     A rerun of the same demo resumes finished predictions when the weights are the same bytes (the run fingerprint
@@ -172,7 +133,8 @@ def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str]) ->
         for bench in benchmarks:
             start = time.perf_counter()
             argv = ["--cfg-path", project_file(f"eval_{bench}.yaml"), "--model-spec", spec, "--options",
-                    f"run.cache_root={world}", f"run.output_dir={os.path.join(out, 'eval', bench)}", *row_options(row)]
+                    f"run.cache_root={world}", f"run.output_dir={os.path.join(out, 'eval', bench)}",
+                    *row_options(row, seed)]
             try:
                 logs = evaluate_main(argv)
             except ResumeMismatchError as err:
@@ -185,6 +147,25 @@ def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str]) ->
             logger.info("[eval] %-38s %-9s %s = %5.1f (%d samples, %.0f s)", ROWS[row].label, bench,
                         summary["metric"], summary["value"], summary["num_samples"], summary["seconds"])
     return results
+
+
+def chat_rows(spec: str, n: int, rows: Sequence[str] = CHAT_ROWS) -> Dict[str, Dict[str, Any]]:
+    """Held-out bare chat questions (as a person types them, no benchmark wrapper) answered by ``rows`` of the
+    spec's model: the share whose reply holds the right answer word, with its interval, and a few examples."""
+    from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
+    from lavis_vislinginstruct.models.generation import Decoding
+    from lavis_vislinginstruct.models.loading import load_with_options
+
+    model, vis, _ = load_with_options(spec=spec, options=["aio.guard=none"])
+    items = probes.probe_items("eval", n, seed=0, types=("bare",))
+    out = {}
+    for row in rows:
+        pipeline = VisLingInstructPipeline(model, row, Decoding(max_new_tokens=20, num_beams=1))
+        replies = probes.answer_items(pipeline, vis["eval"], items, IMAGE_SIZE)
+        out[row] = {**probes.score(items, replies)["bare"],
+                    "examples": [{"question": it.instruction, "answer": it.answer, "reply": r}
+                                 for it, r in list(zip(items, replies))[:3]]}
+    return out
 
 
 def _read(path: Optional[str]) -> List[Dict[str, Any]]:
@@ -206,105 +187,137 @@ def baselines(manifest: Dict[str, Any], benchmarks: Sequence[str]) -> Dict[str, 
 # ------------------------------------------------------------------------------------------------ main flow
 
 
-def run(out: str, size: DemoSize, seed: int = 0) -> Dict[str, Any]:
-    """The whole demo; returns the summary also written to ``<out>/results.json``."""
-    out = os.path.abspath(out)
-    world = os.path.join(out, "world")
+def base_weights(out: str, size: DemoSize, from_scratch: bool) -> Tuple[str, Dict[str, Any]]:
+    """The InstructBLIP stand-in the run starts from, copied to ``<out>/weights/instructblip.pth``, and its
+    manifest: the shipped one (checked against its SHA-256), or one pretrained now with ``from_scratch``."""
+    if from_scratch:
+        folder = os.path.join(out, "pretrain", "release")
+        manifest = pretraining.pretrain(os.path.join(out, "pretrain"), pretraining.SIZES[size.pretrain], 0, folder)
+        source = os.path.join(folder, pretraining.WEIGHTS)
+    else:
+        source = pretraining.shipped_base()
+        with open(os.path.join(os.path.dirname(source), pretraining.MANIFEST), encoding="utf-8") as handle:
+            manifest = json.load(handle)
+    target = os.path.join(out, "weights", "instructblip.pth")
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    shutil.copyfile(source, target)
+    return target, manifest
+
+
+def run_seed(out: str, world: str, base: str, size: DemoSize, seed: int, cols: Sequence[str],
+             spec_path: str) -> Dict[str, Any]:
+    """Stage B, the model spec, every row on every held-out set and the bare chat questions, under one seed."""
     timings: Dict[str, float] = {}
-    start = time.perf_counter()
-
-    _step(1, "world: %d training conversations, %d comparison pairs, %d held-out questions per set -> %s",
-          size.n_train, size.n_compare, size.n_eval, world)
-    manifest = generate_world(world, seed=seed, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE,
-                              mix="demo", n_compare=size.n_compare, text_mix="demo_text", n_text=size.n_text)
-    timings["world"] = round(time.perf_counter() - start, 1)
-
-    _step(2, "stage A: InstructBLIP-style model from scratch, everything trainable, CMAA off")
-    init = write_initialization(os.path.join(out, "stage_a", "init.pth"), seed)
-    stage_a = train_stage("stage_a.yaml", world, os.path.join(out, "stage_a"), size.stage_a_epochs, size.batch_size,
-                          init, size.stage_a_lr)
-    timings["stage_a"] = stage_a["seconds"]
-    _step(2, "stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"], stage_a["epoch_losses"])
-
-    _step(3, "stage A's own IAS of %d comparison pairs -> comparison prompts", size.n_compare)
-    t0 = time.perf_counter()
-    pairs = read_comparison_candidates(world)
-    scores = score_comparison_pairs(world, pairs, stage_a["checkpoint"])
-    from lavis_vislinginstruct.aio.config import AIOCfg
-
-    written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
-                                        seed=seed, pairs=pairs)
-    score_summary = comparison_score_summary(pairs, scores)
-    timings["scores"] = round(time.perf_counter() - t0, 1)
-    _step(3, "scored in %.0f s: %s", timings["scores"], score_summary)
-
-    _step(4, "stage A2: %d comparison prompts, %d rewrites and questions, %d replayed", written["comparison"],
-          written["phase2"], written["replay"])
-    storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
-    stage_a2 = train_stage("stage_a2.yaml", world, os.path.join(out, "stage_a2"), size.stage_a2_epochs,
-                           size.stage_a2_batch_size, stage_a["checkpoint"], size.stage_a2_lr, [storage])
-    timings["stage_a2"] = stage_a2["seconds"]
-    base = merge_checkpoints(os.path.join(out, "weights", "instructblip.pth"), stage_a["checkpoint"],
-                             stage_a2["checkpoint"])
-    _step(4, "stage A2 done in %.0f s; mean loss per epoch %s", stage_a2["seconds"], stage_a2["epoch_losses"])
-
-    _step(5, "stage B: EMA fine-tuning, CMAA on, only the projection trains")
+    _step(3, "seed %d: stage B, EMA fine-tuning, CMAA on, only the projection trains", seed)
     stage_b = train_stage("stage_b.yaml", world, os.path.join(out, "stage_b"), size.stage_b_epochs, size.batch_size,
-                          base)
+                          base, options=[f"run.seed={seed}"])
     timings["stage_b"] = stage_b["seconds"]
-    _step(5, "stage B done in %.0f s; mean loss per epoch %s", stage_b["seconds"], stage_b["epoch_losses"])
-
-    projection = os.path.join(out, "weights", "ema_projection.pth")
+    _step(3, "seed %d: stage B done in %.0f s; mean loss per epoch %s", seed, stage_b["seconds"],
+          stage_b["epoch_losses"])
+    projection = os.path.join(os.path.dirname(spec_path), "weights", "ema_projection.pth")
+    os.makedirs(os.path.dirname(projection), exist_ok=True)
     shutil.copyfile(stage_b["checkpoint"], projection)
-    spec = write_spec(out, base, projection)
-    _step(6, "model spec %s (weights under %s)", spec, os.path.dirname(base))
+    spec = write_spec(spec_path, base, projection)
+    _step(4, "seed %d: model spec %s", seed, spec)
 
-    _step(7, "evaluation: %d rows x %s", len(ROWS), ", ".join(size.benchmarks))
+    _step(5, "seed %d: evaluation, %d rows x %s", seed, len(ROWS), ", ".join(cols))
     t0 = time.perf_counter()
-    results = evaluate_rows(world, out, spec, size.benchmarks)
+    results = evaluate_rows(world, out, spec, cols, seed)
     timings["evaluation"] = round(time.perf_counter() - t0, 1)
+    t0 = time.perf_counter()
+    chat = chat_rows(spec, size.n_chat)
+    timings["chat"] = round(time.perf_counter() - t0, 1)
+    _step(6, "seed %d: bare chat questions answered right: %s", seed,
+          {row: cell["accuracy"] for row, cell in chat.items()})
 
-    _step(8, "report: intervals, paired differences, AIO figures")
-    cols = [b for b in ORDER if b in size.benchmarks]
     rows = {row: {b: _read(s["files"]["predictions"]) for b, s in per.items()} for row, per in results.items()}
     traces = {row: {b: _read(s["files"].get("traces")) for b, s in per.items()}
               for row, per in results.items() if ROWS[row].aio != "off"}
     reported = {row: {b: s["value"] for b, s in per.items()} for row, per in results.items()}
-    figures = analysis.analyse(rows, traces, cols, reported)
-    base_levels = baselines(manifest, cols)
+    return {
+        "seed": seed,
+        **analysis.analyse(rows, traces, cols, reported),
+        "chat": chat,
+        "traces": report.pick_traces(rows, traces, cols),
+        "stage_b": stage_b,
+        "model_spec": spec,
+        "timings_s": timings,
+    }
+
+
+def run(out: str, size: DemoSize, seeds: Sequence[int] = (0,), from_scratch: bool = False) -> Dict[str, Any]:
+    """The whole demo; returns the summary also written to ``<out>/results.json``.
+
+    The first seed's run is the demo's model (``<out>/model.yaml``) and its figures are the summary's top level;
+    every seed's figures are under ``seeds``, and ``robust`` says for each paired difference whether its interval
+    excludes zero, on the same side, under every seed.
+    """
+    out = os.path.abspath(out)
+    world = os.path.join(out, "world")
+    timings: Dict[str, Any] = {}
+    start = time.perf_counter()
+    _step(1, "world: %d training conversations for stage B, %d held-out questions per set -> %s", size.n_train,
+          size.n_eval, world)
+    manifest = generate_world(world, seed=0, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE,
+                              mix="demo")
+    timings["world"] = round(time.perf_counter() - start, 1)
+
+    _step(2, "base model: %s", "pretraining it now (--from-scratch)" if from_scratch else "the shipped InstructBLIP "
+          "stand-in (lavis_vislinginstruct/assets/demo_base)")
+    t0 = time.perf_counter()
+    base, base_manifest = base_weights(out, size, from_scratch)
+    timings["base"] = round(time.perf_counter() - t0, 1)
+
+    cols = [b for b in ORDER if b in size.benchmarks]
+    per_seed = []
+    for k, seed in enumerate(seeds):
+        folder = out if k == 0 else os.path.join(out, f"seed_{seed}")
+        per_seed.append(run_seed(folder, world, base, size, seed, cols, os.path.join(folder, "model.yaml")))
+    timings["seeds"] = [s["timings_s"] for s in per_seed]
+
+    _step(7, "report: intervals, paired differences, AIO figures, %d seed(s)", len(seeds))
+    first = per_seed[0]
     png = os.path.join(out, "ablation.png")
-    picked = report.pick_traces(rows, traces, cols)
     timings["total"] = round(time.perf_counter() - start, 1)
     summary = {
         "size": asdict(size),
-        "seed": seed,
+        "seed": first["seed"],
         "rows": {name: {**row.to_dict(), "label": row.label} for name, row in ROWS.items()},
-        "table": {row: {b: s["value"] for b, s in per.items()} for row, per in results.items()},
-        **figures,
-        "baselines": base_levels,
-        "stages": {"stage_a": stage_a, "stage_a2": stage_a2, "stage_b": stage_b},
-        "comparison_scores": score_summary,
+        **{key: first[key] for key in report.FIGURES},
+        "chat": first["chat"],
+        "seeds": [{key: s[key] for key in ("seed", "chat", *report.FIGURES)} for s in per_seed],
+        "robust": analysis.robust_differences([s["differences"] for s in per_seed]),
+        "baselines": baselines(manifest, cols),
+        "base": {key: base_manifest.get(key) for key in ("command", "commit", "sha256", "seconds", "probes",
+                                                          "stages", "comparison_scores")},
+        "stages": {"stage_b": first["stage_b"]},
         "world": {"train": manifest["train"]["llava_instruct_150k"]["shares"], "n_eval": size.n_eval},
-        "traces": picked,
+        "traces": first["traces"],
         "timings_s": timings,
         "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
                         "machine": platform.machine(), "python": platform.python_version()},
-        "files": {"markdown": os.path.join(out, "results.md"), "chart": png, "world": world, "model_spec": spec},
+        "files": {"markdown": os.path.join(out, "results.md"), "chart": png, "world": world,
+                  "model_spec": first["model_spec"]},
     }
     text = report.write_report(out, summary)
     logger.info("\n%s", text)
     logger.info("timings (s): %s", timings)
     logger.info("results: %s, %s, %s; the trained model: %s", summary["files"]["markdown"], png,
-                os.path.join(out, "results.json"), spec)
+                os.path.join(out, "results.json"), first["model_spec"])
     return summary
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     """Command line of the demo."""
-    parser = argparse.ArgumentParser(prog="python -m lavis_vislinginstruct.demo", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lavis_vislinginstruct.demo", description=__doc__.split("\n")[0],
+                                     epilog="python -m lavis_vislinginstruct.demo pretrain --help: the base model's "
+                                            "pretraining")
     parser.add_argument("--out", default="demo_output", help="output folder (default: %(default)s)")
     parser.add_argument("--fast", action="store_true", help="the same pipeline smaller (for the test suite)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the world and of the initialization")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="run stage B and the evaluation under seeds 0..N-1 (default %(default)s)")
+    parser.add_argument("--from-scratch", action="store_true",
+                        help="pretrain the base model first instead of loading the shipped one")
     parser.add_argument("--readme", default=None,
                         help="only rewrite this README's demo results block from <out>/results.json, then exit")
     parser.add_argument("--threads", type=int, default=2,
@@ -313,7 +326,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    """Run the demo from the command line; returns the summary."""
+    """Run the demo (or, with ``pretrain`` first, the base model's pretraining) from the command line."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["pretrain"]:
+        return pretraining.main(argv[1:])
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.readme:
@@ -323,10 +339,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         return summary
     if args.threads < 1:
         raise SystemExit("error: --threads must be >= 1")
+    if args.seeds < 1:
+        raise SystemExit("error: --seeds must be >= 1")
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    logger.info("VisLingInstruct demo (%s), %d torch threads", "fast" if args.fast else "full", torch.get_num_threads())
-    return run(args.out, SIZES["fast" if args.fast else "full"], args.seed)
+    logger.info("VisLingInstruct demo (%s), %d torch threads, %d seed(s)", "fast" if args.fast else "full",
+                torch.get_num_threads(), args.seeds)
+    return run(args.out, SIZES["fast" if args.fast else "full"], range(args.seeds), args.from_scratch)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ Figures (VisLingInstruct, NAACL 2024, section 3.2 and Table 2):
   the paired difference, with intervals.
 * **IAS vs correctness**: Pearson's ``r`` between an instruction's IAS and the correctness of the answer under it,
   over both instructions of every sample (negative: a lower IAS goes with right answers), with an interval.
+* **Across seeds** (:func:`robust_differences`): whether each paired difference's interval excludes zero, on the
+  same side, under every seed of a run.
 """
 
 from typing import Any, Dict, List, Optional, Sequence
@@ -206,6 +208,26 @@ def analyse(
     return {"table": table, "differences": differences, "aio": aio, "premise": premise}
 
 
+def robust_differences(per_seed: Sequence[Dict[str, Dict[str, Dict[str, Any]]]]) -> Dict[str, Dict[str, Any]]:
+    """For each paired difference and set: its estimate under every seed, and ``holds``: ``"+"`` (``"-"``) when its
+    interval lies above (below) zero under every seed, else ``None``.
+
+    Args:
+        per_seed: The ``differences`` of :func:`analyse`, one per seed (same names and sets).
+    """
+    out: Dict[str, Dict[str, Any]] = {}
+    for name, per_bench in per_seed[0].items():
+        for bench in per_bench:
+            cells = [differences[name][bench] for differences in per_seed]
+            holds = None
+            if all(c["low"] > 0 for c in cells):
+                holds = "+"
+            elif all(c["high"] < 0 for c in cells):
+                holds = "-"
+            out.setdefault(name, {})[bench] = {"estimates": [c["estimate"] for c in cells], "holds": holds}
+    return out
+
+
 # --------------------------------------------------------------------------------------------- presentation
 
 
@@ -228,6 +250,17 @@ def differences_markdown(figures: Dict[str, Any], benchmarks: Sequence[str]) -> 
     rows = [[name] + [format_interval(c["estimate"], c["low"], c["high"], signed=True) for c in
                       (per[b] for b in benchmarks)] for name, per in figures["differences"].items()]
     return markdown_table(["Paired difference (points)"] + column_titles(benchmarks), rows)
+
+
+def robust_markdown(robust: Dict[str, Dict[str, Any]], benchmarks: Sequence[str]) -> str:
+    """Paired differences across seeds: each seed's estimate, and whether the interval excludes zero in all."""
+    def cell(c: Dict[str, Any]) -> str:
+        values = " / ".join(f"{v:+.1f}" for v in c["estimates"])
+        verdict = {"+": "above 0 in every seed", "-": "below 0 in every seed"}.get(c["holds"], "not in every seed")
+        return f"{values} ({verdict})"
+
+    rows = [[name] + [cell(per[b]) for b in benchmarks] for name, per in robust.items()]
+    return markdown_table(["Paired difference (points), per seed"] + column_titles(benchmarks), rows)
 
 
 def _pct(cell: Optional[Dict[str, Any]]) -> str:

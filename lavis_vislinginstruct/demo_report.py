@@ -12,6 +12,7 @@ import os
 from typing import Any, Dict, List, Sequence
 
 from lavis_vislinginstruct import demo_analysis as analysis
+from lavis_vislinginstruct.figures import markdown_table
 from lavis_vislinginstruct.tasks.benchmarks import ORDER
 
 #: The markers of README's demo results block, which :func:`update_readme` rewrites.
@@ -93,14 +94,42 @@ def markdown(summary: Dict[str, Any]) -> str:
         + "\n".join(analysis.trace_text(t["trace"], t["answer"], t["right"], t["benchmark"])
                     for t in summary["traces"])
         + "\n```",
+        "### Bare chat questions\n\n" + chat_markdown(summary)
+        + "\n\nHeld-out colour, shape and size questions as a person types them in a chat (no benchmark wrapper); "
+        "right when the answer word is among the reply's words.",
+        "### Across seeds\n\n" + analysis.robust_markdown(summary["robust"], cols),
+        "### The base model (the shipped InstructBLIP stand-in)\n\n" + base_markdown(summary["base"]),
         "### Training\n\n"
         + "\n".join(f"- {name}: {s['seconds']} s, mean loss per epoch {s['epoch_losses']}"
-                    for name, s in stages.items())
-        + f"\n- comparison pairs scored by stage A: {json.dumps(summary['comparison_scores'])}",
+                    for name, s in stages.items()),
         f"Timings (s): {json.dumps(summary['timings_s'])}; torch {summary['environment']['torch']}, "
         f"{summary['environment']['threads']} thread(s).",
     ]
     return "\n\n".join(parts) + "\n"
+
+
+def chat_markdown(summary: Dict[str, Any]) -> str:
+    """The bare chat questions answered right per row and seed, and the first seed's examples."""
+    labels = row_labels(summary)
+    seeds = summary["seeds"]
+    rows = [[labels[row]] + [f"{s['chat'][row]['accuracy']:.1f} [{s['chat'][row]['ci'][0]:.1f}, "
+                             f"{s['chat'][row]['ci'][1]:.1f}]" for s in seeds] for row in summary["chat"]]
+    table = markdown_table(["Row"] + [f"seed {s['seed']} (n={s['chat'][next(iter(summary['chat']))]['n']})"
+                                      for s in seeds], rows)
+    examples = "\n".join(f"- {labels[row]}: \"{ex['question']}\" -> \"{ex['reply']}\" (answer: {ex['answer']})"
+                         for row, cell in summary["chat"].items() for ex in cell["examples"][:1])
+    return table + "\n\n" + examples
+
+
+def base_markdown(base: Dict[str, Any]) -> str:
+    """The base model's probes (vanilla row, questions in the common phrasing) on both splits, and its origin."""
+    probes = base.get("probes") or {}
+    kinds = list(next(iter(probes.values()), {}))
+    rows = [[split] + [f"{per[k]['accuracy']:.1f} [{per[k]['ci'][0]:.1f}, {per[k]['ci'][1]:.1f}]" for k in kinds]
+            for split, per in probes.items()]
+    origin = (f"`{base.get('command')}` at commit {str(base.get('commit'))[:10]}, {base.get('seconds')} s; "
+              f"weights SHA-256 {str(base.get('sha256'))[:16]}...")
+    return markdown_table(["Probe split"] + kinds, rows) + "\n\n" + origin
 
 
 def write_report(out: str, summary: Dict[str, Any]) -> str:
@@ -136,12 +165,17 @@ def readme_block(summary: Dict[str, Any]) -> str:
     labels = row_labels(summary)
     figures = figures_of(summary)
     env = summary["environment"]
-    return "\n\n".join([
+    seeds = [s["seed"] for s in summary.get("seeds", [])] or [summary["seed"]]
+    parts = [
         f"Measured (seed {summary['seed']}, {summary['size']['n_eval']} held-out questions per set, "
         f"{env['threads']} torch thread(s), torch {env['torch']}; scores x100 with 95 % bootstrap intervals):",
         analysis.table_markdown(figures, labels, cols, summary["baselines"]),
         analysis.differences_markdown(figures, cols),
-    ])
+    ]
+    if len(seeds) > 1:
+        parts += [f"The paired differences under seeds {', '.join(map(str, seeds))} (stage B and the evaluation):",
+                  analysis.robust_markdown(summary["robust"], cols)]
+    return "\n\n".join(parts)
 
 
 def update_readme(path: str, summary: Dict[str, Any]) -> str:

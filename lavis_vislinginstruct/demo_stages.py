@@ -150,15 +150,15 @@ def merge_checkpoints(path: str, stage_a: str, stage_a2: str) -> str:
     return path
 
 
-def write_spec(out: str, base: str, projection: str) -> str:
-    """``<out>/model.yaml``: the trained demo model's weights (InstructBLIP stand-in and EMA projection) and AIO's
-    guard (none, the paper's); a spec names weights, not rows: entry points choose the row."""
+def write_spec(path: str, base: str, projection: str) -> str:
+    """The model spec ``path`` (``<out>/model.yaml``): the demo's weights (InstructBLIP stand-in and EMA projection)
+    and AIO's guard (none, the paper's); a spec names weights, not rows: entry points choose the row."""
     from lavis_vislinginstruct.models.spec import write_model_spec
 
     model = {"arch": ARCH, "model_type": MODEL_TYPE, "checkpoint": base, "finetuned": projection,
              "aio": {"guard": "none"}}
-    comment = ("The demo's trained VisLingInstruct (python -m lavis_vislinginstruct.demo): stage A + A2 weights\n"
-               "(InstructBLIP stand-in) and the EMA projection of stage B. Use it with --model-spec, e.g.\n"
+    comment = ("The demo's trained VisLingInstruct (python -m lavis_vislinginstruct.demo): the shipped InstructBLIP\n"
+               "stand-in and the EMA projection of stage B. Use it with --model-spec, e.g.\n"
                "python -m lavis_vislinginstruct.optimize --model-spec demo_output/model.yaml --image IMAGE "
                "--instruction TEXT --answer")
-    return write_model_spec(os.path.join(out, "model.yaml"), model, comment)
+    return write_model_spec(path, model, comment)

@@ -6,7 +6,7 @@ user-style question never does once it is reworded. This module reads an instruc
 common phrasings (:data:`.tasks.PHRASINGS`) or in user words (:mod:`.user_style`), back into its content:
 
 * the benchmark wrapper (Table 4) it is in, by its fixed words (``Question:``, ``Options:``, ``OCR tokens:``,
-  ``true or false?``);
+  ``true or false?``), or none: a bare question as typed in a chat (a text with a question mark);
 * questions: the attribute asked (colour, shape, size, count, existence, text), the colours, shapes (synonyms
   mapped back) and positions mentioned, the options (ScienceQA) and the OCR tokens (TextVQA), each as written;
 * statements (VSR): subject, relation and object.
@@ -131,9 +131,10 @@ def read_content(instruction: Optional[str]) -> Optional[Content]:
         ocr = tuple(t.strip() for t in ocr_part.split(",") if t.strip())
         return _question_content("ocr", question, (), ocr)
     question = _between(text, "Question:", "Short answer:")
-    if question is None:
-        return None
-    return _question_content("short", question, (), ())
+    if question is not None:
+        return _question_content("short", question, (), ())
+    # a bare question, as a person types it in a chat (the world's ``chat`` family)
+    return _question_content("bare", text, (), ()) if "?" in text else None
 
 
 def content_kept(initial: Optional[str], other: Optional[str]) -> bool:

@@ -16,6 +16,10 @@ cannot drift apart. Training conversations are of these kinds (their shares are 
   context; :mod:`.content` reads it back) and change only the wording, as the paper's prompt asks;
 * ``chat``: 1-3 free-form turns (several phrasings per question type) answered with short sentences.
 
+Besides the benchmark families, the family ``chat`` is a bare question as a person types it in a chat (no
+benchmark wrapper), answered with a short sentence; its kinds are the benchmarks' (common phrasing, user style,
+rewrites), so AIO learns to rewrite a user's bare question into a common phrasing too.
+
 The comparison prompts of AIO's second stage (section 3.2, Figure 3) carry the model's own IAS, so they are written
 after a first training phase (:mod:`.comparison`). Training never shows an evaluation instruction: user-style
 wordings are redrawn when they equal one (``forbidden``).
@@ -63,13 +67,14 @@ FAMILY_WEIGHTS = {"flickr30k": 1.0, "vsr": 2.0, "gqa": 2.0, "scienceqa": 1.5, "t
 # "demo": the demo's first training phase (stage A): short questions that need the image;
 # "demo_text": its second phase (stage A2, beside the comparison prompts): the rewrites, and questions as replay.
 # The shares and what they were measured on are in docs/demo-measurements.md.
-DEMO_FAMILIES = {"flickr30k": 0.2, "vsr": 1.0, "gqa": 4.0, "scienceqa": 1.0, "textvqa": 2.0}
+DEMO_FAMILIES = {"flickr30k": 0.2, "vsr": 2.0, "gqa": 4.0, "scienceqa": 1.0, "textvqa": 2.0, "chat": 1.5}
 MIXES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "default": (KIND_WEIGHTS, FAMILY_WEIGHTS),
     "demo": ({"benchmark": 1.0}, DEMO_FAMILIES),
     "demo_text": ({"benchmark": 0.45, "user_benchmark": 0.05, "rewrite": 0.10, "user_rewrite": 0.40}, DEMO_FAMILIES),
 }
 CHAT_TYPES = ("color", "shape", "size", "count", "exist", "spatial", "text", "describe")
+CHAT_QUESTION_TYPES = ("color", "shape", "size", "count", "exist", "where")  # the bare questions of the ``chat`` family
 DESCRIBE_PROMPTS = ("Describe the image briefly.", "What do you see in this image?", "Give a short caption.")
 
 
@@ -108,7 +113,7 @@ class Item:
     """One benchmark-style example, able to word its question in any phrasing.
 
     Attributes:
-        family: One of :data:`BENCHMARKS` (a key of ``processors.templates.TEMPLATES``).
+        family: One of :data:`BENCHMARKS` (a key of ``processors.templates.TEMPLATES``), or ``chat``.
         answer: The target answer (caption, ``true``/``false``, short answer, option text or word).
         phrasings: The question (statement, caption prompt) in each common phrasing.
         phrasing: Index of the phrasing this example was drawn in.
@@ -147,8 +152,9 @@ class Item:
 
 
 def available_families(scene: Scene) -> List[str]:
-    """Benchmark families that can be asked about ``scene`` (VSR needs two objects, TextVQA a word)."""
-    families = ["flickr30k", "gqa", "scienceqa"]
+    """Families that can be asked about ``scene`` (VSR needs two objects, TextVQA a word): the benchmarks and
+    ``chat``, bare questions as people type them."""
+    families = ["chat", "flickr30k", "gqa", "scienceqa"]
     if len(scene.objects) >= 2:
         families.append("vsr")
     if scene.word is not None:
@@ -205,6 +211,17 @@ def textvqa_item(question: Question, word: str) -> Item:
     )
 
 
+def chat_item(question: Question) -> Item:
+    """A question as a person types it in a chat (family ``chat``): no benchmark wrapper, a short sentence as the
+    answer (the question's ``full_answer``)."""
+    return Item("chat", question.full_answer, _question_phrasings(question), question.phrasing, _bare,
+                lambda rng: user_question(question, rng))
+
+
+def _bare(text: str) -> str:
+    return text
+
+
 def benchmark_item(scene: Scene, family: str, rng: random.Random) -> Item:
     """Draw one example of ``family`` (see :func:`available_families`) about ``scene``."""
     if family == "flickr30k":
@@ -219,6 +236,8 @@ def benchmark_item(scene: Scene, family: str, rng: random.Random) -> Item:
         return scienceqa_item(make_choice(scene, rng.choice(types), rng))
     if family == "textvqa":
         return textvqa_item(make_question(scene, "text", rng), scene.word)
+    if family == "chat":
+        return chat_item(make_question(scene, rng.choice(CHAT_QUESTION_TYPES), rng))
     raise ValueError(f"unknown benchmark family {family!r}")
 
 

@@ -1,0 +1,258 @@
+"""The demo's InstructBLIP, pretrained once: ``python -m lavis_vislinginstruct.demo pretrain``.
+
+VisLingInstruct (Zhu et al., NAACL 2024) starts from a pretrained InstructBLIP. The demo's stand-in for it is trained
+here on the generated world (:mod:`lavis_vislinginstruct.world`), once, and shipped with the package
+(``lavis_vislinginstruct/assets/demo_base/``: the weights and ``manifest.json``); ``make demo`` loads it as a user
+loads InstructBLIP's weights. The steps, each through the project's own entry points:
+
+1. **World**: the training conversations of stage A (the ``demo`` mix: benchmark-style questions and bare chat
+   questions), comparison pairs, and stage A2's second file (rewrites, and questions as replay). Its held-out sets
+   are the demo's own (same seed and size), so training avoids their instructions as it does in the demo.
+2. **Stage A** (``projects/vislinginstruct/demo/stage_a.yaml``): the InstructBLIP architecture from a written
+   initialization (:func:`~lavis_vislinginstruct.demo_stages.write_initialization`), everything trainable, CMAA off.
+3. **Scores**: stage A's own Instruction Alignment Score (eq. 3) of both instructions of every comparison pair,
+   written into AIO's comparison prompts.
+4. **Stage A2** (``stage_a2.yaml``): the LLM and the projection learn the rewrites and the comparison prompts.
+5. **Probes** (:mod:`lavis_vislinginstruct.demo_probes`): the merged model as the vanilla row, on fresh
+   training-split scenes (what the recipe's choices were measured on) and held-out ones (reported, never tuned on).
+6. **Release**: the weights and a manifest (the command, seed, threads, torch version, the code's commit, SHA-256,
+   the stages' losses and times, the probes).
+
+``--fast`` runs the same steps small (``tests/test_demo.py``) into ``<out>/release``; the full run writes the shipped
+folder unless ``--release`` names another.
+"""
+
+import hashlib
+import json
+import logging
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, List, Optional
+
+import torch
+
+from lavis_vislinginstruct import demo_probes as probes
+from lavis_vislinginstruct.demo_stages import (
+    ARCH,
+    MODEL_TYPE,
+    comparison_score_summary,
+    merge_checkpoints,
+    score_comparison_pairs,
+    train_stage,
+    write_initialization,
+)
+from lavis_vislinginstruct.paths import package_path
+from lavis_vislinginstruct.world import generate_world
+from lavis_vislinginstruct.world.writer import read_comparison_candidates, write_comparison_training
+
+logger = logging.getLogger("lavis_vislinginstruct.demo")
+
+IMAGE_SIZE = 32
+WEIGHTS = "instructblip.pth"
+MANIFEST = "manifest.json"
+
+
+@dataclass(frozen=True)
+class PretrainSize:
+    """How big a pretraining run is.
+
+    Attributes:
+        n_train: Stage A's conversations (one image each).
+        n_compare: Comparison pairs scored by stage A and trained in stage A2.
+        n_text: Conversations of stage A2's second file (rewrites and questions).
+        n_replay: Stage A conversations replayed in stage A2.
+        n_eval: Records of each held-out set of the world (the demo's: training avoids their instructions).
+        batch_size: Stage A's batch size.
+        stage_a_epochs: Epochs of stage A.
+        stage_a_lr: Peak learning rate of stage A (warm-up, then cosine to 0).
+        stage_a2_batch_size: Stage A2's batch size.
+        stage_a2_epochs: Epochs of stage A2.
+        stage_a2_lr: Peak learning rate of stage A2.
+        n_probe: Probe questions per type (:mod:`lavis_vislinginstruct.demo_probes`), for each split.
+    """
+
+    n_train: int
+    n_compare: int
+    n_text: int
+    n_replay: int
+    n_eval: int
+    batch_size: int
+    stage_a_epochs: int
+    stage_a_lr: float
+    stage_a2_batch_size: int
+    stage_a2_epochs: int
+    stage_a2_lr: float
+    n_probe: int
+
+
+SIZES = {
+    "full": PretrainSize(n_train=51200, n_compare=3200, n_text=9600, n_replay=3200, n_eval=400, batch_size=64,
+                         stage_a_epochs=5, stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=3,
+                         stage_a2_lr=1e-3, n_probe=200),
+    "fast": PretrainSize(n_train=256, n_compare=64, n_text=128, n_replay=32, n_eval=60, batch_size=32,
+                         stage_a_epochs=1, stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=1,
+                         stage_a2_lr=1e-3, n_probe=10),
+}
+
+
+def release_dir() -> str:
+    """The shipped base's folder inside the package."""
+    return package_path(os.path.join("assets", "demo_base"))
+
+
+def sha256(path: str) -> str:
+    """SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _commit() -> Dict[str, Any]:
+    root = os.path.dirname(package_path(""))
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+    return {"commit": head.stdout.strip(), "dirty": bool(dirty.stdout.strip())}
+
+
+def probe_model(checkpoint: str, n_per_type: int) -> Dict[str, Any]:
+    """The probes (vanilla row: CMAA off, greedy, 10 new tokens) of a base checkpoint on both splits."""
+    from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
+    from lavis_vislinginstruct.models.generation import Decoding
+    from lavis_vislinginstruct.models.loading import load_with_options
+
+    model, vis, _ = load_with_options(ARCH, MODEL_TYPE, [f"checkpoint={checkpoint}"], "cpu")
+    pipeline = VisLingInstructPipeline(model, "vanilla", Decoding(max_new_tokens=10, num_beams=1))
+    out = {}
+    for split in ("train", "eval"):
+        items = probes.probe_items(split, n_per_type, seed=0)
+        out[split] = probes.score(items, probes.answer_items(pipeline, vis["eval"], items, IMAGE_SIZE))
+    return out
+
+
+def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str] = None,
+             argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """Train the demo's base model and write it with its manifest to ``release``; returns the manifest."""
+    out = os.path.abspath(out)
+    release = os.path.abspath(release or os.path.join(out, "release"))
+    world = os.path.join(out, "world")
+    start = time.perf_counter()
+    code = _commit()  # the code as it is when training starts
+    logger.info("[pretrain 1/6] world: %d conversations, %d comparison pairs, %d rewrites and questions -> %s",
+                size.n_train, size.n_compare, size.n_text, world)
+    generate_world(world, seed=seed, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE, mix="demo",
+                   n_compare=size.n_compare, text_mix="demo_text", n_text=size.n_text)
+
+    logger.info("[pretrain 2/6] stage A: from scratch, everything trainable, CMAA off")
+    init = write_initialization(os.path.join(out, "stage_a", "init.pth"), seed)
+    stage_a = train_stage("stage_a.yaml", world, os.path.join(out, "stage_a"), size.stage_a_epochs, size.batch_size,
+                          init, size.stage_a_lr)
+    logger.info("[pretrain 2/6] stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"],
+                stage_a["epoch_losses"])
+
+    logger.info("[pretrain 3/6] stage A's own IAS of %d comparison pairs", size.n_compare)
+    from lavis_vislinginstruct.aio.config import AIOCfg
+
+    pairs = read_comparison_candidates(world)
+    scores = score_comparison_pairs(world, pairs, stage_a["checkpoint"])
+    written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
+                                        seed=seed, pairs=pairs)
+
+    logger.info("[pretrain 4/6] stage A2: %d comparison prompts, %d rewrites and questions, %d replayed",
+                written["comparison"], written["phase2"], written["replay"])
+    storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
+    stage_a2 = train_stage("stage_a2.yaml", world, os.path.join(out, "stage_a2"), size.stage_a2_epochs,
+                           size.stage_a2_batch_size, stage_a["checkpoint"], size.stage_a2_lr, [storage])
+    base = merge_checkpoints(os.path.join(out, WEIGHTS), stage_a["checkpoint"], stage_a2["checkpoint"])
+    logger.info("[pretrain 4/6] stage A2 done in %.0f s; mean loss per epoch %s", stage_a2["seconds"],
+                stage_a2["epoch_losses"])
+
+    logger.info("[pretrain 5/6] probes, %d questions per type and split", size.n_probe)
+    probed = probe_model(base, size.n_probe)
+    for split, per in probed.items():
+        logger.info("[pretrain 5/6] %s probes: %s", split, {k: v["accuracy"] for k, v in per.items()})
+
+    os.makedirs(release, exist_ok=True)
+    weights = os.path.join(release, WEIGHTS)
+    shutil.copyfile(base, weights)
+    manifest = {
+        "command": " ".join(["python -m lavis_vislinginstruct.demo pretrain", *(argv or [])]).strip(),
+        "seed": seed,
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        **code,
+        "weights": WEIGHTS,
+        "sha256": sha256(weights),
+        "bytes": os.path.getsize(weights),
+        "size": asdict(size),
+        "stages": {name: {k: s[k] for k in ("epoch_losses", "seconds")} for name, s in
+                   (("stage_a", stage_a), ("stage_a2", stage_a2))},
+        "comparison_scores": comparison_score_summary(pairs, scores),
+        "probes": probed,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
+    with open(os.path.join(release, MANIFEST), "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    logger.info("[pretrain 6/6] %s (%.1f MB, sha256 %s) and %s in %.0f s", weights, manifest["bytes"] / 1e6,
+                manifest["sha256"][:12], MANIFEST, manifest["seconds"])
+    return manifest
+
+
+def shipped_base(folder: Optional[str] = None) -> str:
+    """The path of the shipped base weights, after checking their SHA-256 against the manifest.
+
+    Raises:
+        FileNotFoundError: If the weights or the manifest are missing (``make demo FROM_SCRATCH=1`` trains them).
+        ValueError: If the weights are not the manifest's bytes.
+    """
+    folder = folder or release_dir()
+    manifest_path = os.path.join(folder, MANIFEST)
+    if not os.path.isfile(manifest_path):
+        raise FileNotFoundError(f"no demo base manifest at {manifest_path}: run `python -m lavis_vislinginstruct.demo "
+                                "--from-scratch` (or `make demo FROM_SCRATCH=1`) to pretrain it")
+    with open(manifest_path, encoding="utf-8") as handle:
+        manifest = json.load(handle)
+    weights = os.path.join(folder, manifest["weights"])
+    if not os.path.isfile(weights):
+        raise FileNotFoundError(f"the demo base weights {weights} named by {manifest_path} are missing")
+    found = sha256(weights)
+    if found != manifest["sha256"]:
+        raise ValueError(f"{weights}: SHA-256 {found} is not the manifest's {manifest['sha256']} ({manifest_path}); "
+                         "the file is damaged or was replaced (a Git LFS pointer?)")
+    return weights
+
+
+def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+    """``python -m lavis_vislinginstruct.demo pretrain [--out DIR] [--fast] [--seed N] [--threads N] [--release D]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m lavis_vislinginstruct.demo pretrain",
+                                     description=__doc__.split("\n")[0])
+    parser.add_argument("--out", default="demo_pretrain", help="work folder (default: %(default)s)")
+    parser.add_argument("--fast", action="store_true", help="the same steps, small (for the test suite)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the world and of the initialization")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
+    parser.add_argument("--release", default=None,
+                        help="where the weights and manifest go (default: the package's shipped folder; with "
+                             "--fast: <out>/release)")
+    args = parser.parse_args(argv)
+    if args.threads < 1:
+        raise SystemExit("error: --threads must be >= 1")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(args.threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    release = args.release or (None if args.fast else release_dir())
+    return pretrain(args.out, SIZES["fast" if args.fast else "full"], args.seed, release,
+                    list(argv if argv is not None else sys.argv[2:]))
