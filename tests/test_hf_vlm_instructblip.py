@@ -77,6 +77,11 @@ def test_the_generic_backend_runs_instructblip_as_its_family(loaded):
     assert backend.chat_prompt("And now?", True, [("What is it?", "a cube")]) == "Q: What is it?\nA: a cube\nAnd now?"
     with pytest.raises(ValueError, match="instructblip has no chat template"):
         HFVisionLanguageBackend(model, processor, chat_template="{{ messages }}")
+    # the chat's history budget is what the LLM reads of a prompt (InstructBLIP's max_txt_len), not 2048 tokens
+    from lavis_vislinginstruct.chat.hf_engine import HFChatEngine
+
+    assert backend.prompt_limit() == 128 and HFChatEngine(model, processor).history_budget == 128
+    assert HFChatEngine(model, processor, history_budget=300).history_budget == 300
 
 
 def test_aio_off_answers_are_the_models_own_generate(loaded):

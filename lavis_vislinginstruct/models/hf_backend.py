@@ -146,6 +146,10 @@ class HFInstructBlipBackend:
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         return [(len(ids), self.max_txt_len) for ids in self.qformer_tokenizer(list(texts)).input_ids]
 
+    def prompt_limit(self) -> Optional[int]:
+        """Most LLM tokens of a generation prompt (Vicuna: ``max_txt_len``, cut from the left; FlanT5: None)."""
+        return self.adapter.prompt_limit()
+
     def cache_token(self) -> Any:
         """Changes when the LLM's weights change (rewrites read the LLM alone)."""
         return self.adapter.weights_token()

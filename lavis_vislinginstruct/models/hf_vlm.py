@@ -139,6 +139,10 @@ class HFVisionLanguageBackend:
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         return self.family.qformer_token_budget(texts)
 
+    def prompt_limit(self) -> Optional[int]:
+        """Most LLM tokens of a prompt (longer ones lose their start), or None when the family cuts none."""
+        return self.family.prompt_limit()
+
     def cache_token(self) -> int:
         """Changes when the weights that rewrite change."""
         return self.family.cache_token()
@@ -308,6 +312,10 @@ class ChatTemplateFamily:
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         """No Q-Former: nothing is cut (0 tokens, budget 0)."""
         return [(0, 0) for _ in texts]
+
+    def prompt_limit(self) -> Optional[int]:
+        """None: the processor cuts no prompt."""
+        return None
 
     def cache_token(self) -> int:
         """Changes when any weight is replaced or modified in place (rewrites read the language model)."""
