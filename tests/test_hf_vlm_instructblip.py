@@ -4,7 +4,8 @@
 
 Every expected value comes from the HF model itself: its own ``generate`` on its processor's inputs, and its own
 ``forward`` with the Q-Former reading one text and the LLM another (the IAS: the candidate instruction, then
-Appendix C's prompt). With AIO off the answers equal lmms-eval's own ``instructblip`` adapter on a local task.
+Appendix C's prompt). With AIO off the answers equal lmms-eval's own ``instructblip`` adapter on a local task. A
+FlanT5-style InstructBLIP checks the encoder-decoder case (answers and IAS).
 """
 import json
 
@@ -44,10 +45,13 @@ def datasets_cache(tmp_path, monkeypatch):
 
 
 def own_generate(model, processor, image, text, max_new_tokens=8):
-    """The HF model's own greedy answer to (image, text) on its processor's inputs, decoded after the prompt."""
+    """The HF model's own greedy answer to (image, text) on its processor's inputs, decoded after the prompt (which
+    HF's ``generate`` returns with the answer for a decoder-only LLM); stripped for Vicuna, as LAVIS strips it."""
     inputs = processor(images=[image], text=[text], return_tensors="pt")
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+    if model.config.text_config.is_encoder_decoder:
+        return processor.batch_decode(out, skip_special_tokens=True)[0]
     return processor.batch_decode(out[:, inputs["input_ids"].size(1):], skip_special_tokens=True)[0].strip()
 
 
@@ -201,3 +205,27 @@ def test_chat_and_optimize_cli_take_an_instructblip_folder(tmp_path, folder, loa
         out = model.generate(**inputs, max_new_tokens=6, do_sample=False, num_beams=1)
     expected = processor.batch_decode(out[:, inputs["input_ids"].size(1):], skip_special_tokens=True)[0].strip()
     assert second["answer"] == expected
+
+
+def test_flant5_instructblip_answers_and_ias_are_the_models_own(tmp_path):
+    folder = build("instructblip_t5", tmp_path / "instructblip_t5")
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    processor = AutoProcessor.from_pretrained(folder)
+    pics = images()
+    pipeline = VisionLanguagePipeline(model, processor, "full", GREEDY, AIOCfg(max_new_tokens=6))
+    assert VisionLanguagePipeline(model, processor, "off", GREEDY).generate(pics, QUESTIONS) == [
+        own_generate(model, processor, p, q) for p, q in zip(pics, QUESTIONS)]
+    answers, traces = pipeline.generate(pics, QUESTIONS, return_traces=True)
+    assert answers == [own_generate(model, processor, p, t.used) for p, t in zip(pics, traces)]
+    # IAS: the candidate + EOS (the T5 tokenizer's own) in the decoder, Appendix C's prompt in the encoder
+    prompt = AIOCfg().ias_prompt
+    for image, question, trace in zip(pics, QUESTIONS, traces):
+        read = processor(images=[image], text=[question], return_tensors="pt")
+        inputs = processor(images=[image], text=[prompt], return_tensors="pt")
+        inputs.update(qformer_input_ids=read["qformer_input_ids"],
+                      qformer_attention_mask=read["qformer_attention_mask"])
+        labels = processor.tokenizer([question], return_tensors="pt").input_ids
+        with torch.no_grad():
+            logits = model(**inputs, labels=labels).logits[0].float()
+        nll = torch.nn.functional.cross_entropy(logits, labels[0])
+        assert trace.ias_initial == pytest.approx(nll.item(), abs=1e-4)

@@ -43,7 +43,6 @@ then the tokenized prompt) reads the same sequence, so its greedy answers are th
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
-
 from PIL import Image
 
 from ..processors.templates import format_llava_instruction
