@@ -51,8 +51,8 @@ from .hf_backend import HFInstructBlipBackend
 #: A chat-template family's image features: the batch's images, RGB.
 Images = List[Image.Image]
 #: model_type of HF image-text-to-text models that AIO does not run on, and why.
-UNSUPPORTED = {"blip-2": "its Q-Former does not read the instruction and it has no chat template (InstructBLIP's does:"
-                         " use an InstructBLIP folder)"}
+UNSUPPORTED = {"blip-2": "its Q-Former does not read the instruction and it has no chat template (InstructBLIP's "
+                         "Q-Former reads it: use an InstructBLIP folder)"}
 
 
 def family_of(model, processor, chat_template: Optional[str] = None):
