@@ -8,7 +8,7 @@ local InstructBLIP file). ``--keep`` names text the optimized instruction must k
 ``--answer`` answers in the same pass with the instruction AIO chose (``used``), through the one pipeline
 (:class:`~lavis_vislinginstruct.inference.pipeline.VisLingInstructPipeline`): AIO runs once.
 
-Any HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ...) instead of VisLingInstruct:
+Any HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, InstructBLIP, ...) instead of VisLingInstruct:
 ``--hf FOLDER`` (a folder or hub id that ``AutoModelForImageTextToText`` reads), with ``--options aio.<field>=value``
 for the AIO settings (:class:`~lavis_vislinginstruct.inference.hf_pipeline.VisionLanguagePipeline`).
 """

@@ -7,18 +7,26 @@ Each builder writes a model and its processor to a folder in the layout of the h
   tiny LLaMA sentencepiece model, the chat template of ``llava-hf/llava-1.5-*`` (processor and tokenizer);
 * ``llava_next``: LLaVA-NeXT (any-resolution tiles) with the same tokenizer;
 * ``qwen2_vl``: Qwen2-VL, with a byte-level BPE tokenizer trained on the bundled tiny BERT vocabulary (Qwen2's
-  tokenizer class, its special tokens and the chat template of ``Qwen/Qwen2-VL-*-Instruct``).
+  tokenizer class, its special tokens and the chat template of ``Qwen/Qwen2-VL-*-Instruct``);
+* ``instructblip``: InstructBLIP with a LLaMA (Vicuna) LLM (``InstructBlipForConditionalGeneration``), the bundled
+  tiny LLaMA tokenizer configured as LAVIS configures Vicuna's (``</s>`` as bos, eos and unk, ``[PAD]``) and the
+  bundled tiny BERT tokenizer for the Q-Former (``InstructBlipProcessor``, which adds its ``<image>`` token); no chat
+  template, as ``Salesforce/instructblip-vicuna-*``;
+* ``instructblip_t5``: the same with a FlanT5-style LLM and the bundled tiny T5 tokenizer.
 """
 import json
 from pathlib import Path
 
 import torch
-from transformers import (CLIPImageProcessor, CLIPVisionConfig, LlamaConfig, LlamaTokenizerFast, LlavaConfig,
-                          LlavaForConditionalGeneration, LlavaNextConfig, LlavaNextForConditionalGeneration,
-                          LlavaNextImageProcessor, LlavaNextProcessor, LlavaProcessor, Qwen2TokenizerFast,
+from transformers import (BlipImageProcessor, CLIPImageProcessor, CLIPVisionConfig, InstructBlipConfig,
+                          InstructBlipForConditionalGeneration, InstructBlipProcessor, LlamaConfig,
+                          LlamaTokenizerFast, LlavaConfig, LlavaForConditionalGeneration, LlavaNextConfig,
+                          LlavaNextForConditionalGeneration, LlavaNextImageProcessor, LlavaNextProcessor,
+                          LlavaProcessor, Qwen2TokenizerFast,
                           Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLImageProcessor, Qwen2VLProcessor,
-                          Qwen2VLVideoProcessor)
+                          Qwen2VLVideoProcessor, T5Config)
 
+from lavis_vislinginstruct.models.tokenizers import qformer_tokenizer, t5_tokenizers, vicuna_tokenizer
 from lavis_vislinginstruct.paths import package_path
 
 TOKENIZERS = Path(package_path("assets/tokenizers"))
@@ -53,7 +61,7 @@ QWEN_SPECIAL = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>
                 "<|image_pad|>", "<|video_pad|>"]
 TINY_LLM = dict(hidden_size=48, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4,
                 num_key_value_heads=2, max_position_embeddings=1024)
-FAMILIES = ("llava", "llava_next", "qwen2_vl")
+FAMILIES = ("llava", "llava_next", "qwen2_vl", "instructblip", "instructblip_t5")
 
 
 def llama_tokenizer() -> LlamaTokenizerFast:
@@ -140,6 +148,32 @@ def build(family: str, folder: Path, seed: int = 0) -> Path:
         videos = Qwen2VLVideoProcessor(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2,
                                        temporal_patch_size=2)
         processor = Qwen2VLProcessor(images, tok, videos, chat_template=QWEN2_VL_TEMPLATE)
+    elif family in ("instructblip", "instructblip_t5"):
+        qtok = qformer_tokenizer("tiny_bert")
+        tok = vicuna_tokenizer("tiny_llama") if family == "instructblip" else t5_tokenizers("tiny_t5")[0]
+        images = BlipImageProcessor(size={"height": 32, "width": 32}, image_mean=CLIP_MEAN, image_std=CLIP_STD)
+        processor = InstructBlipProcessor(images, tok, qtok, num_query_tokens=8)  # adds <image> to tok
+        if family == "instructblip":
+            text = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                               pad_token_id=tok.pad_token_id, **TINY_LLM)
+        else:  # FlanT5's layout (gated GELU, untied embeddings), with LAVIS's exact GELU
+            text = T5Config(vocab_size=len(tok), d_model=48, d_ff=96, d_kv=12, num_layers=2, num_decoder_layers=2,
+                            num_heads=4, feed_forward_proj="gated-gelu", dense_act_fn="gelu", tie_word_embeddings=False,
+                            decoder_start_token_id=tok.pad_token_id, pad_token_id=tok.pad_token_id,
+                            eos_token_id=tok.eos_token_id)
+        cfg = InstructBlipConfig(
+            vision_config=_vision(32, 8), text_config=text.to_dict(), num_query_tokens=8,
+            qformer_config=dict(vocab_size=len(qtok), hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
+                                intermediate_size=64, max_position_embeddings=256, encoder_hidden_size=32),
+            image_token_index=tok.convert_tokens_to_ids("<image>"),
+        )
+        model = InstructBlipForConditionalGeneration(cfg)
+        with torch.no_grad():  # HF's initialization (std 0.02, zero queries) leaves image and text almost unread
+            model.vision_model.embeddings.patch_embedding.weight.normal_(0, 0.5)
+            model.query_tokens.normal_(0, 1)
+            for name, weight in model.qformer.named_parameters():
+                if "attention" in name and name.endswith("weight") and weight.dim() == 2:
+                    weight.normal_(0, 0.3)
     else:
         raise ValueError(f"unknown family {family!r}; families: {', '.join(FAMILIES)}")
     model.eval().save_pretrained(folder)

@@ -307,13 +307,14 @@ def test_optimize_cli_takes_an_hf_folder(tmp_path, folders, loaded, capsys):
                        "--options", "aio.bogus=1"])
 
 
-def test_instructblip_is_sent_to_its_own_backend():
+def test_blip2_is_refused_by_name():
     from types import SimpleNamespace
 
     from lavis_vislinginstruct.models.hf_vlm import HFVisionLanguageBackend
 
-    with pytest.raises(ValueError, match="instructblip: its Q-Former reads the instruction; use models/hf_backend"):
-        HFVisionLanguageBackend(SimpleNamespace(config=SimpleNamespace(model_type="instructblip")), None)
+    with pytest.raises(ValueError, match="blip-2: not supported, its Q-Former does not read the instruction"):
+        HFVisionLanguageBackend(SimpleNamespace(config=SimpleNamespace(model_type="blip-2")),
+                                SimpleNamespace(tokenizer=None))
 
 
 def test_chat_takes_an_hf_folder(tmp_path, folders, loaded):

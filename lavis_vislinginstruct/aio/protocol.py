@@ -4,9 +4,9 @@ AIO (VisLingInstruct, section 3.2) uses the model in four ways: it builds the vi
 instruction) pair (the Q-Former reads the instruction), generates text after such a prefix or from the LLM alone
 (the rewrite of Appendix B needs no image), scores a continuation by its negative log-likelihood (the IAS of
 eq. 3), and counts tokens (to cap what it generates and to note truncation). Any model that provides these
-methods can be optimized: VisLingInstruct itself (``inference/backend.py``), HF transformers'
-``InstructBlipForConditionalGeneration`` (``models/hf_backend.py``) and HF's image-text-to-text models
-(``models/hf_vlm.py``: LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ...; their image tokens do not read the instruction).
+methods can be optimized: VisLingInstruct itself (``inference/backend.py``) and HF's image-text-to-text models
+(``models/hf_vlm.py``: LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ..., whose image tokens do not read the instruction, and
+InstructBLIP, whose family is ``models/hf_backend.py``, also usable alone on pixel values).
 
 Image features are whatever the backend's :meth:`AIOBackend.encode_images` returns (computed once per call and
 reused by every stage); the optimizer only passes them back with row indices.

@@ -2,7 +2,8 @@
 
 Model flags as the other entry points (``--model``, ``--model-type``, ``--model-spec``, ``--options``,
 ``--device``); with none, the demo world's trained model (``demo_output/model.yaml``) or the tiny random one.
-``--hf FOLDER``: an HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ...) with AIO around it.
+``--hf FOLDER``: an HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, InstructBLIP, ...) with AIO around
+it.
 Answers stream as they are generated. Commands (type them instead of a question):
 
     /aio off|rewrite|full   instruction optimization for the next questions (default: the model config's)
@@ -32,8 +33,9 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--image", required=True, help="the image to talk about")
     parser.add_argument("--aio", default=None, choices=AIO_MODES, help="AIO mode (default: the model config's)")
     parser.add_argument("--hf", default=None, metavar="FOLDER",
-                        help="an HF image-text-to-text model folder (LLaVA, LLaVA-NeXT, Qwen2-VL, ...) instead of "
-                             "VisLingInstruct; its own chat template writes the conversation")
+                        help="an HF image-text-to-text model folder (LLaVA, LLaVA-NeXT, Qwen2-VL, InstructBLIP, ...) "
+                             "instead of VisLingInstruct; its own chat template writes the conversation (InstructBLIP: "
+                             "as VisLingInstruct's chat)")
     add_model_arguments(parser)
     return parser.parse_args(argv)
 

@@ -4,8 +4,10 @@
 :class:`~lavis_vislinginstruct.inference.hf_pipeline.VisionLanguagePipeline` per AIO mode in place of
 VisLingInstruct's rows: a turn runs AIO on the current question, then the model answers the conversation written
 with its own chat template (earlier turns as user / assistant messages, the image in the first user turn, then
-``trace.used``). The history budget counts the templated conversation's tokens (default 2048) and drops the oldest
-turns first. Streaming, traces and turn records are the engine's.
+``trace.used``). InstructBLIP has no chat template: its conversation is written as VisLingInstruct's chat writes it
+(``Q: .. A: ..`` turns, then ``trace.used``) and its Q-Former reads ``trace.used`` alone. The history budget counts
+the conversation's tokens (default: the LLM's prompt limit where the model cuts prompts, InstructBLIP's
+``max_txt_len``, else 2048) and drops the oldest turns first. Streaming, traces and turn records are the engine's.
 """
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -26,7 +28,7 @@ class HFChatEngine(ChatEngine):
     Args:
         model: An ``AutoModelForImageTextToText`` model in eval mode.
         processor: Its ``AutoProcessor``.
-        history_budget: Most tokens of the templated conversation (image tokens aside).
+        history_budget: Most tokens of the conversation (image tokens aside); default in the module docstring.
         stream_timeout: Seconds to wait for the next streamed token before giving up.
     """
 
@@ -36,7 +38,9 @@ class HFChatEngine(ChatEngine):
         super().__init__(model, None, history_budget or HF_HISTORY_BUDGET, stream_timeout)
         self.processor = processor
         self._pipelines: Dict[str, VisionLanguagePipeline] = {}  # type: ignore[assignment]
-        self.pipeline(self.row(aio="off"))  # a processor without a chat template fails here, not at the first turn
+        backend = self.pipeline(self.row(aio="off")).backend  # a processor without a chat template fails here
+        if history_budget is None:  # a conversation longer than the model reads would lose its start unreported
+            self.history_budget = backend.prompt_limit() or HF_HISTORY_BUDGET
 
     def pipeline(self, row: Row) -> VisionLanguagePipeline:  # type: ignore[override]
         """The engine's pipeline for ``row``'s AIO mode (kept: AIO's rewrite cache serves every turn)."""

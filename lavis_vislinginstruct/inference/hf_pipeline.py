@@ -1,14 +1,16 @@
-"""AIO around an HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ...): the sibling of
+"""AIO around an HF image-text-to-text model (LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, InstructBLIP, ...): the sibling of
 :class:`~.pipeline.VisLingInstructPipeline` for models seen through
-:class:`~lavis_vislinginstruct.models.hf_vlm.HFVisionLanguageBackend`.
+:class:`~lavis_vislinginstruct.models.hf_vlm.HFVisionLanguageBackend` (its module docstring says how each family
+reads the image and the text).
 
 The path of one instruction, once per stage::
 
-    backend.encode_images              the call's images (RGB)
+    backend.encode_images              the call's image features (chat models: the images; InstructBLIP: its ViT's)
     optimizer.optimize                 rewrite (text only), IAS (both instructions, one pass), comparison -> trace.used
     backend.answer / choice_nll        the answer (or the choices' scores) to trace.used, with the image
 
-With ``mode="off"`` the answers are the model's own ``generate`` on the chat-templated (image, instruction).
+With ``mode="off"`` the answers are the model's own ``generate`` on (image, instruction) in its family's prompt
+(chat models: the chat template; InstructBLIP: the instruction itself).
 A call may be taken in two halves, :meth:`VisionLanguagePipeline.prepare` and :meth:`~VisionLanguagePipeline.answer`,
 as the VisLingInstruct pipeline's. The pipeline owns the optimizer and so its rewrite cache.
 """
@@ -72,15 +74,16 @@ class VisionLanguagePipeline:
         Args:
             prepared: What :meth:`prepare` returned.
             decoding: This call's decoding (default: the pipeline's).
-            prompts: Whole chat-templated texts to answer instead (the chat: earlier turns, then ``trace.used``;
-                :meth:`~lavis_vislinginstruct.models.hf_vlm.HFVisionLanguageBackend.chat_prompt`).
+            prompts: Whole LLM texts to answer instead (the chat: earlier turns, then ``trace.used``;
+                :meth:`~lavis_vislinginstruct.models.hf_vlm.HFVisionLanguageBackend.chat_prompt`); the visual prefix
+                reads ``trace.used`` either way (InstructBLIP's Q-Former).
             streamer: A streamer (:meth:`make_streamer`) fed with the tokens as they are generated.
         """
         if prompts is not None and len(prompts) != len(prepared.traces):
             raise ValueError(f"{len(prepared.traces)} samples but {len(prompts)} prompts")
         texts = prepared.used if prompts is None else list(prompts)
         return self.backend.answer(prepared.features, texts, decoding or self.decoding, templated=prompts is not None,
-                                   streamer=streamer)
+                                   streamer=streamer, instructions=prepared.used)
 
     def make_streamer(self, timeout: Optional[float] = None):
         """A ``TextIteratorStreamer`` that decodes tokens as :meth:`answer` does (one sample, no beams)."""

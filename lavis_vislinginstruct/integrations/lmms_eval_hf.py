@@ -1,17 +1,20 @@
 """AIO on any HF image-text-to-text model as an lmms-eval model: ``lmms-eval --model vislinginstruct_hf``.
 
 Loads a folder (or hub id) that ``AutoModelForImageTextToText`` + ``AutoProcessor`` read (LLaVA-1.5, LLaVA-NeXT,
-Qwen2-VL, ...) and answers lmms-eval's requests through one
-:class:`~lavis_vislinginstruct.inference.hf_pipeline.VisionLanguagePipeline` (the model's own chat template, AIO
-around it; :mod:`lavis_vislinginstruct.models.hf_vlm` says what AIO means on such a model). Registered through our
+Qwen2-VL, InstructBLIP, ...) and answers lmms-eval's requests through one
+:class:`~lavis_vislinginstruct.inference.hf_pipeline.VisionLanguagePipeline` (the model's own chat template, or for
+InstructBLIP the instruction itself with its Q-Former reading it; AIO around it;
+:mod:`lavis_vislinginstruct.models.hf_vlm` says what AIO means on each family). Registered through our
 entry point (``lavis_vislinginstruct_lmms.py``), like ``--model vislinginstruct``; the request loops, decoding
 arguments and AIO traces are :class:`~.lmms_common.AdapterBase`'s, shared with that adapter:
 
 * ``generate_until``: the pipeline's answers; with ``aio=off`` they are the model's own ``generate`` on the
-  chat-templated (image, prompt), greedy unless the task samples.
+  (image, prompt) in its family's prompt, greedy unless the task samples (lmms-eval's own ``instructblip`` gives the
+  same answers after the prompt, which it decodes with them).
 * ``loglikelihood``: a document's continuations are scored together as the assistant's answer to (image, context):
   one prefill of the prompt, every continuation read against its key-value cache; the loss is the continuation's
-  NLL (``score=sum``, the default, or ``mean`` per token), without an end-of-sequence token.
+  NLL (``score=sum``, the default, or ``mean`` per token), without an end-of-sequence token (InstructBLIP with
+  FlanT5: with one, as LAVIS ranks).
 
 Model arguments (``--model_args key=value,...``): ``pretrained`` (the folder); ``aio`` (off | rewrite | full);
 ``options`` (AIO settings, ``;``-separated ``aio.<field>=value``, e.g. ``aio.guard=none;aio.max_new_tokens=40``);

@@ -28,11 +28,24 @@ One difference between the two implementations is the HF model's own, not the ba
 exact GELU in its feed-forward layers (``dense_act_fn = "gelu"``), while HF's ``Salesforce/instructblip-flan-t5-*``
 configs keep T5's ``gelu_new`` (tanh approximation). The equality test therefore gives both models the same
 activation; with the published weights, expect small numeric differences for FlanT5 (none for Vicuna).
+
+The class is also the InstructBLIP family of the generic HF path (:mod:`.hf_vlm`): ``HFVisionLanguageBackend(model,
+processor)`` on an InstructBLIP folder (``AutoModelForImageTextToText`` + ``AutoProcessor`` load it) builds one with
+:meth:`HFInstructBlipBackend.from_processor` and hands it the jobs whose answer depends on the family: the prompt
+(:meth:`~HFInstructBlipBackend.prompt`: no chat template, the instruction itself after the query outputs, earlier
+chat turns before it as the VisLingInstruct chat writes them), image encoding from PIL images
+(:meth:`~HFInstructBlipBackend.encode`), the visual prefix (the Q-Former reads the text), decoding
+(:meth:`~HFInstructBlipBackend.decode`) and the scores, all through the LLM adapter's LAVIS token layout. HF's own
+``generate`` on the processor's inputs (``num_query_tokens`` ``<image>`` placeholders filled with the query outputs,
+then the tokenized prompt) reads the same sequence, so its greedy answers are this backend's
+(tests/test_hf_vlm_instructblip.py).
 """
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from PIL import Image
 
+from ..processors.templates import format_llava_instruction
 from .generation import Decoding
 from .llm_adapters import DecoderOnlyAdapter, EncoderDecoderAdapter, configured
 
@@ -46,10 +59,13 @@ class HFInstructBlipBackend:
         qformer_tokenizer: Its Q-Former (BERT) tokenizer.
         max_txt_len: Q-Former and LLM prompt budget in tokens (InstructBLIP: 128).
         max_output_txt_len: Budget of scored continuations (InstructBLIP: 256).
+        image_processor: The processor's image processor (``BlipImageProcessor``), needed by :meth:`encode` only.
     """
 
-    def __init__(self, model, tokenizer, qformer_tokenizer, max_txt_len: int = 128, max_output_txt_len: int = 256):
+    def __init__(self, model, tokenizer, qformer_tokenizer, max_txt_len: int = 128, max_output_txt_len: int = 256,
+                 image_processor=None):
         self.model = model
+        self.image_processor = image_processor
         self.qformer_tokenizer = configured(qformer_tokenizer, truncation_side="left")  # the caller's is not changed
         self.max_txt_len = max_txt_len
         lm = model.language_model
@@ -57,6 +73,18 @@ class HFInstructBlipBackend:
             self.adapter = DecoderOnlyAdapter(lm, tokenizer, max_txt_len, max_output_txt_len)
         else:  # the adapter keeps its own copies: inputs truncate on the left, targets on the right
             self.adapter = EncoderDecoderAdapter(lm, (tokenizer, tokenizer), max_txt_len, max_output_txt_len)
+
+    @classmethod
+    def from_processor(cls, model, processor, max_txt_len: int = 128,
+                       max_output_txt_len: int = 256) -> "HFInstructBlipBackend":
+        """The backend of a model and its ``InstructBlipProcessor`` (LLM and Q-Former tokenizers, image processor)."""
+        missing = [name for name in ("tokenizer", "qformer_tokenizer", "image_processor")
+                   if getattr(processor, name, None) is None]
+        if missing:
+            raise ValueError(f"{type(processor).__name__} has no {', '.join(missing)}: an InstructBLIP model needs "
+                             "an InstructBlipProcessor (AutoProcessor of its folder)")
+        return cls(model, processor.tokenizer, processor.qformer_tokenizer, max_txt_len, max_output_txt_len,
+                   processor.image_processor)
 
     @property
     def device(self) -> torch.device:
@@ -98,11 +126,8 @@ class HFInstructBlipBackend:
     @torch.no_grad()
     def generate(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
         """Greedy/beam decoding after ``prefix`` (``None``: the LLM alone)."""
-        embeds, mask = prefix if prefix is not None else (None, None)
-        settings = Decoding.from_aio(decoding)
-        return self.adapter.generate(
-            embeds, mask, list(prompts), settings, prompt_lookup=decoding.get("prompt_lookup_num_tokens") or 0
-        )
+        return self.decode(prefix, prompts, Decoding.from_aio(decoding), prompt_lookup=decoding.get(
+            "prompt_lookup_num_tokens") or 0)
 
     @torch.no_grad()
     def continuation_nll(self, prefix: Tuple, prompts: Sequence[str], continuations: Sequence[str]) -> List[float]:
@@ -120,6 +145,10 @@ class HFInstructBlipBackend:
     def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
         return [(len(ids), self.max_txt_len) for ids in self.qformer_tokenizer(list(texts)).input_ids]
 
+    def prompt_limit(self) -> Optional[int]:
+        """Most LLM tokens of a generation prompt (Vicuna: ``max_txt_len``, cut from the left; FlanT5: None)."""
+        return self.adapter.prompt_limit()
+
     def cache_token(self) -> Any:
         """Changes when the LLM's weights change (rewrites read the LLM alone)."""
         return self.adapter.weights_token()
@@ -132,7 +161,46 @@ class HFInstructBlipBackend:
         """Answers to ``instructions`` (e.g. AIO's ``trace.used``) with InstructBLIP's prompt layout; ``decoding``
         (default: greedy, 30 new tokens at most, with ``settings`` such as ``max_new_tokens=100`` on top)."""
         features = self.encode_images(pixel_values)
-        embeds, mask = self.visual_prefix(features, range(features.size(0)), instructions)
+        prefix = self.visual_prefix(features, range(features.size(0)), instructions)
         decoding = decoding or Decoding(**{"max_new_tokens": 30, "min_new_tokens": 0, "num_beams": 1,
                                            "repetition_penalty": 1.0, **settings})
-        return self.adapter.generate(embeds, mask, list(instructions), decoding)
+        return self.decode(prefix, instructions, decoding)
+
+    # ------------------------------------------------------------------- the family of the generic HF path
+
+    def prompt(self, text: str, image: bool = True, history: Sequence[Tuple[str, str]] = ()) -> str:
+        """What the LLM reads after the query outputs: ``text`` itself (InstructBLIP has no chat template), after
+        ``history``'s (question, answer) turns as the VisLingInstruct chat writes them; ``image`` changes nothing
+        (the query outputs are a prefix of the LLM's input, not a token of the text)."""
+        return format_llava_instruction(history, text)
+
+    @torch.no_grad()
+    def encode(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        """:meth:`encode_images` of PIL images, read by the processor's image processor."""
+        if self.image_processor is None:
+            raise ValueError("HFInstructBlipBackend has no image_processor: build it with from_processor(model, "
+                             "processor) or pass pixel values to encode_images")
+        pixels = self.image_processor(list(images), return_tensors="pt").pixel_values
+        return self.encode_images(pixels.to(self.model.vision_model.embeddings.patch_embedding.weight.dtype))
+
+    @torch.no_grad()
+    def decode(self, prefix: Optional[Tuple], prompts: Sequence[str], decoding: Decoding, streamer: Any = None,
+               prompt_lookup: int = 0) -> List[str]:
+        """The LLM adapter's ``generate`` on ``[prefix][prompt]`` (``prefix`` None: the LLM alone), LAVIS's
+        post-processing; ``streamer`` (:meth:`make_streamer`) receives the tokens."""
+        embeds, mask = prefix if prefix is not None else (None, None)
+        return self.adapter.generate(embeds, mask, list(prompts), decoding, streamer=streamer,
+                                     prompt_lookup=prompt_lookup)
+
+    @torch.no_grad()
+    def choice_nll(self, prefix: Tuple, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                   score: str = "sum") -> Tuple[List[List[float]], List[List[bool]]]:
+        """Per sample, each choice's NLL (``sum`` or ``mean``) after ``[prefix][prompt]`` and whether it is the greedy
+        continuation: the adapter's ranking (one prefill per sample, the choices read its key-value cache)."""
+        embeds, mask = prefix
+        return self.adapter.rank(embeds, mask, list(prompts), [list(c) for c in choices], reduction=score,
+                                 return_greedy=True)
+
+    def make_streamer(self, timeout: Optional[float] = None):
+        """A streamer that decodes the new tokens as :meth:`decode` does."""
+        return self.adapter.make_streamer(timeout)

@@ -1,6 +1,6 @@
 """AIO for HF transformers' image-text-to-text models: the :class:`~lavis_vislinginstruct.aio.protocol.AIOBackend`
 protocol over ``AutoModelForImageTextToText`` + ``AutoProcessor`` (VisLingInstruct, NAACL 2024, section 3.2, on
-LLaVA-1.5, LLaVA-NeXT, Qwen2-VL and their kin)::
+LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, InstructBLIP and their kin)::
 
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from lavis_vislinginstruct.inference.hf_pipeline import VisionLanguagePipeline
@@ -10,25 +10,35 @@ LLaVA-1.5, LLaVA-NeXT, Qwen2-VL and their kin)::
     pipeline = VisionLanguagePipeline(model, processor, mode="full")
     answers, traces = pipeline.generate([image], ["What is unusual about this image?"], return_traces=True)
 
-Every text goes through the model's own chat template (the processor's; ``chat_template=`` overrides it) as one user
-turn, and the model answers in the assistant turn:
+:class:`HFVisionLanguageBackend` is the one entry for every family. It writes each stage's text as the family's
+prompt, computes the visual prefix of each (image, text) pair and asks the family's model for the answer or the
+scores; a **family** (chosen once, by ``model.config.model_type``, in :func:`family_of`) is the object that knows how
+its models read an image and a text:
 
-* **Rewrite** (Appendix B): the rewrite template alone in the user turn, no image.
-* **IAS** (eq. 3, Appendix C): the user turn holds the image and Appendix C's prompt; the score is the mean NLL of
-  the candidate instruction's tokens followed by the tokenizer's end-of-sequence token (for chat models the token
-  that ends an assistant turn: ``</s>`` for LLaVA-1.5's Vicuna, ``<|im_end|>`` for Qwen2-VL), as the assistant's
-  answer.
-* **Comparison** and the answer: the image and the comparison prompt (the instruction) in the user turn.
+* **Chat-template models** (:class:`ChatTemplateFamily`: LLaVA-1.5, LLaVA-NeXT, Qwen2-VL, ...). Every text goes
+  through the model's own chat template (the processor's; ``chat_template=`` overrides it) as one user turn, and the
+  model answers in the assistant turn. Rewrite (Appendix B): the rewrite template alone, no image. IAS (eq. 3,
+  Appendix C): the image and Appendix C's prompt in the user turn; the score is the mean NLL of the candidate's tokens
+  followed by the tokenizer's end-of-sequence token (for chat models the token that ends an assistant turn: ``</s>``
+  for LLaVA-1.5's Vicuna, ``<|im_end|>`` for Qwen2-VL), as the assistant's answer. Comparison and the answer: the
+  image and the comparison prompt (the instruction) in the user turn.
+  These models have no instruction-aware Q-Former, so the image tokens do not read the candidate instruction: the
+  visual prefix of an (image, text) pair is the image alone, and the instruction reaches the model only as text. The
+  image features are the call's images (RGB); the processor turns them into pixel values and the vision tower
+  encodes them inside each stage's forward (the processor expands the image tokens of each prompt, so sharing encoded
+  features across stages would need per-family code). Multiple-choice scoring shares the prefix: one prefill of
+  (image, prompt) per document, then every choice is scored against its key-value cache.
+  ``prompt_lookup_num_tokens`` is not used (greedy outputs are the same without it).
+* **InstructBLIP** (:class:`~.hf_backend.HFInstructBlipBackend`, which is also usable alone on pixel values). No
+  chat template: the prompt is the instruction itself. The Q-Former reads the instruction, so the visual prefix
+  depends on the text, as in VisLingInstruct: the image features are the vision model's output (once per call),
+  each (image, text) pair costs a Q-Former pass, and the LLM reads ``[query outputs][prompt]`` in LAVIS's token
+  layout, through the same LLM adapters as our VisLingInstruct model. Chat turns are written as the VisLingInstruct
+  chat writes them.
 
-What differs from InstructBLIP / VisLingInstruct: these models have no instruction-aware Q-Former, so the image
-tokens do not read the candidate instruction; the "visual prefix" of an (image, text) pair is the image alone
-(:meth:`HFVisionLanguageBackend.visual_prefix` returns the rows' images), and the instruction reaches the model only
-as text. The image features are the call's images (RGB); the processor turns them into pixel values and the model's
-vision tower encodes them inside each stage's forward (the processor expands the image tokens of each prompt, so
-sharing encoded features across stages would need per-family code). Multiple-choice scoring
-(:meth:`HFVisionLanguageBackend.choice_nll`) shares the prefix: one prefill of (image, prompt) per document, then
-every choice is scored against its key-value cache. HF's InstructBLIP, whose Q-Former does read the instruction,
-stays :mod:`.hf_backend`. ``prompt_lookup_num_tokens`` is not used here (greedy outputs are the same without it).
+The answers read ``trace.used``: :meth:`HFVisionLanguageBackend.answer` takes the visual prefix's texts
+(``instructions``) apart from the LLM's prompts, so a chat's conversation is the LLM's text while the Q-Former reads
+the current instruction (chat-template families ignore the prefix's texts).
 """
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
@@ -36,25 +46,158 @@ import torch
 from PIL import Image
 
 from .generation import Decoding
+from .hf_backend import HFInstructBlipBackend
 
-#: A batch's image features: its images, RGB.
+#: A chat-template family's image features: the batch's images, RGB.
 Images = List[Image.Image]
+#: model_type of HF image-text-to-text models that AIO does not run on, and why.
+UNSUPPORTED = {"blip-2": "its Q-Former does not read the instruction and it has no chat template (InstructBLIP's "
+                         "Q-Former reads it: use an InstructBLIP folder)"}
+
+
+def family_of(model, processor, chat_template: Optional[str] = None):
+    """The family object of ``model`` (module docstring), chosen by ``model.config.model_type``.
+
+    Raises:
+        ValueError: For a model type AIO does not run on, or ``chat_template`` given to InstructBLIP.
+    """
+    kind = getattr(model.config, "model_type", "")
+    if kind in UNSUPPORTED:
+        raise ValueError(f"{kind}: not supported, {UNSUPPORTED[kind]}")
+    if kind == "instructblip":
+        if chat_template:
+            raise ValueError("instructblip has no chat template (its prompt is the instruction itself): "
+                             "chat_template= does not apply")
+        return HFInstructBlipBackend.from_processor(model, processor)
+    return ChatTemplateFamily(model, processor, chat_template)
 
 
 class HFVisionLanguageBackend:
-    """The AIO protocol (and the answers) on an HF image-text-to-text model.
+    """The AIO protocol (and the answers) on an HF image-text-to-text model of any family (module docstring).
 
     Args:
         model: An ``AutoModelForImageTextToText`` model (any device and dtype; eval mode).
-        processor: Its ``AutoProcessor`` (image processor, tokenizer and chat template).
+        processor: Its ``AutoProcessor`` (image processor, tokenizer(s) and, for chat models, the chat template).
+        chat_template: A chat template to use instead of the processor's (chat-template families).
+    """
+
+    def __init__(self, model, processor, chat_template: Optional[str] = None):
+        self.model = model
+        self.processor = processor
+        self.tokenizer = processor.tokenizer
+        self.family = family_of(model, processor, chat_template)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def chat_prompt(self, text: str, image: bool, history: Sequence[Tuple[str, str]] = ()) -> str:
+        """The family's LLM text of ``text`` as the user's turn (after the image when ``image``), after ``history``'s
+        earlier (question, answer) turns, ending where the answer starts."""
+        return self.family.prompt(text, image, history)
+
+    def _prompts(self, texts: Sequence[str], image: bool) -> List[str]:
+        return [self.family.prompt(t, image) for t in texts]
+
+    # ------------------------------------------------------------------------------------------- protocol
+
+    def encode_images(self, images: Sequence[Image.Image]) -> Any:
+        """The family's features of the batch's images (PIL, read as RGB), computed once per call."""
+        bad = [i for i, im in enumerate(images) if not isinstance(im, Image.Image)]
+        if bad:
+            raise ValueError(f"images must be PIL images; item {bad[0]} is {type(images[bad[0]]).__name__}")
+        return self.family.encode([im.convert("RGB") for im in images])
+
+    def visual_prefix(self, features: Any, rows: Sequence[int], texts: Sequence[str]) -> Any:
+        """The visual prefix of image ``features[rows[i]]`` read with ``texts[i]`` (by the family's rule)."""
+        return self.family.visual_prefix(features, rows, texts)
+
+    def prefix_rows(self, prefix: Any, rows: Sequence[int]) -> Any:
+        return self.family.prefix_rows(prefix, rows)
+
+    @torch.no_grad()
+    def generate(self, prefix: Any, prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
+        """Greedy/beam decoding of AIO's stages (``prefix`` None: the rewrite, no image)."""
+        if not prompts:
+            return []
+        return self.family.decode(prefix, self._prompts(prompts, prefix is not None), Decoding.from_aio(decoding),
+                                  prompt_lookup=decoding.get("prompt_lookup_num_tokens") or 0)
+
+    @torch.no_grad()
+    def continuation_nll(self, prefix: Any, prompts: Sequence[str], continuations: Sequence[str]) -> List[float]:
+        """Mean NLL of ``continuation`` + EOS as the answer to (prefix, prompt): the IAS."""
+        return [float(x) for x in self.family.continuation_nll(prefix, self._prompts(prompts, True), continuations)]
+
+    def llm_token_counts(self, texts: Sequence[str]) -> List[int]:
+        return self.family.llm_token_counts(texts)
+
+    def generation_room(self, prompts: Sequence[str], visual: bool) -> Optional[int]:
+        """New tokens the LLM's context leaves after the longest prompt (and, with ``visual``, the image's tokens),
+        or None when the config names no context."""
+        return self.family.generation_room(self._prompts(prompts, False), visual) if prompts else None
+
+    def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
+        return self.family.qformer_token_budget(texts)
+
+    def prompt_limit(self) -> Optional[int]:
+        """Most LLM tokens of a prompt (longer ones lose their start), or None when the family cuts none."""
+        return self.family.prompt_limit()
+
+    def cache_token(self) -> int:
+        """Changes when the weights that rewrite change."""
+        return self.family.cache_token()
+
+    # ----------------------------------------------------------------------------------------- answering
+
+    @torch.no_grad()
+    def answer(self, features: Any, prompts: Sequence[str], decoding: Decoding, templated: bool = False,
+               streamer: Any = None, instructions: Optional[Sequence[str]] = None) -> List[str]:
+        """The model's answers to ``prompts`` after image ``i`` of ``features`` (None: text only).
+
+        Args:
+            features: :meth:`encode_images` of the batch, or None.
+            prompts: The instructions, or with ``templated`` whole LLM texts (:meth:`chat_prompt`, e.g. a chat).
+            decoding: The decoding.
+            streamer: A streamer (:meth:`make_streamer`) that receives the tokens as they come.
+            instructions: The texts the visual prefix reads (default: ``prompts``; InstructBLIP's Q-Former reads
+                them, chat-template families ignore them).
+        """
+        if not prompts:
+            return []
+        texts = list(prompts) if templated else self._prompts(prompts, features is not None)
+        prefix = None if features is None else self.visual_prefix(features, range(len(texts)),
+                                                                  list(instructions or prompts))
+        return self.family.decode(prefix, texts, decoding, streamer=streamer)
+
+    @torch.no_grad()
+    def choice_nll(self, features: Any, prompts: Sequence[str], choices: Sequence[Sequence[str]],
+                   score: str = "sum") -> Tuple[List[List[float]], List[List[bool]]]:
+        """Per document, the NLL (``sum`` or ``mean`` over tokens) of each choice as the answer to (image, prompt),
+        and whether it is the greedy continuation; one prefill per document, the choices read its key-value cache."""
+        if score not in ("sum", "mean"):
+            raise ValueError(f"score must be one of ['mean', 'sum'], got {score!r}")
+        for prompt, options in zip(prompts, choices):
+            empty = [c for c in options if not self.tokenizer(c, add_special_tokens=False).input_ids]
+            if empty:
+                raise ValueError(f"choice {empty[0]!r} of prompt {prompt[:60]!r} has no tokens")
+        prefix = self.visual_prefix(features, range(len(prompts)), list(prompts))
+        return self.family.choice_nll(prefix, self._prompts(prompts, True), choices, score)
+
+    def make_streamer(self, timeout: Optional[float] = None):
+        """A ``TextIteratorStreamer`` that decodes the new tokens as :meth:`answer` does."""
+        return self.family.make_streamer(timeout)
+
+
+class ChatTemplateFamily:
+    """Models that read images as tokens of a chat-templated text (module docstring).
+
+    Args:
+        model: An ``AutoModelForImageTextToText`` model.
+        processor: Its ``AutoProcessor``.
         chat_template: A chat template to use instead of the processor's.
     """
 
     def __init__(self, model, processor, chat_template: Optional[str] = None):
-        kind = getattr(model.config, "model_type", "")
-        if kind in ("instructblip", "blip-2"):
-            raise ValueError(f"{kind}: its Q-Former reads the instruction; use models/hf_backend.py "
-                             "(HFInstructBlipBackend) or --model vislinginstruct with hf_checkpoint=")
         self.model = model
         self.processor = processor
         self.tokenizer = processor.tokenizer
@@ -71,9 +214,7 @@ class HFVisionLanguageBackend:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
-    # -------------------------------------------------------------------------------------------- prompts
-
-    def chat_prompt(self, text: str, image: bool, history: Sequence[Tuple[str, str]] = ()) -> str:
+    def prompt(self, text: str, image: bool, history: Sequence[Tuple[str, str]] = ()) -> str:
         """``text`` as the user turn (after the image when ``image``), ending where the assistant's answer starts;
         ``history``: earlier (question, answer) turns before it (the image then opens the first of them)."""
         messages: List[Dict[str, Any]] = []
@@ -86,25 +227,19 @@ class HFVisionLanguageBackend:
         return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False,
                                                   chat_template=self.chat_template)
 
-    def inputs(self, images: Optional[Images], prompts: Sequence[str], padding_side: str = "left",
-               templated: bool = False) -> Dict[str, Any]:
-        """The processor's model inputs of ``prompts`` (chat-templated here unless ``templated``) with
-        ``images[i]`` before prompt i, or no image (``images`` None), padded on ``padding_side``."""
-        texts = list(prompts) if templated else [self.chat_prompt(p, images is not None) for p in prompts]
+    def inputs(self, images: Optional[Images], prompts: Sequence[str], padding_side: str = "left") -> Dict[str, Any]:
+        """The processor's model inputs of the chat-templated ``prompts`` with ``images[i]`` in prompt i, or no image
+        (``images`` None), padded on ``padding_side``."""
         kwargs = {"images": list(images)} if images is not None else {}
-        batch = self.processor(text=texts, padding=True, padding_side=padding_side, return_tensors="pt", **kwargs)
+        batch = self.processor(text=list(prompts), padding=True, padding_side=padding_side, return_tensors="pt",
+                               **kwargs)
         dtype = next(self.model.parameters()).dtype
         return {k: (v.to(self.device, dtype) if torch.is_floating_point(v) else v.to(self.device))
                 for k, v in batch.items()}
 
-    # ------------------------------------------------------------------------------------------- protocol
-
-    def encode_images(self, images: Sequence[Image.Image]) -> Images:
-        """The batch's images, RGB (the processor and the vision tower read them in each stage: module docstring)."""
-        bad = [i for i, im in enumerate(images) if not isinstance(im, Image.Image)]
-        if bad:
-            raise ValueError(f"images must be PIL images; item {bad[0]} is {type(images[bad[0]]).__name__}")
-        return [im.convert("RGB") for im in images]
+    def encode(self, images: Images) -> Images:
+        """The images themselves (the processor and the vision tower read them in each stage)."""
+        return list(images)
 
     def visual_prefix(self, features: Images, rows: Sequence[int], texts: Sequence[str]) -> Images:
         """The images of ``rows``: the image tokens do not read ``texts`` (no instruction-aware Q-Former)."""
@@ -114,68 +249,29 @@ class HFVisionLanguageBackend:
         return [prefix[int(r)] for r in rows]
 
     @torch.no_grad()
-    def generate(self, prefix: Optional[Images], prompts: Sequence[str], decoding: Dict[str, Any]) -> List[str]:
-        """Greedy/beam decoding of AIO's stages (``prefix`` None: the rewrite, no image)."""
-        return self.answer(prefix, prompts, Decoding.from_aio(decoding))
-
-    @torch.no_grad()
-    def continuation_nll(self, prefix: Images, prompts: Sequence[str], continuations: Sequence[str]) -> List[float]:
-        """Mean NLL of ``continuation`` + EOS as the assistant's answer to (image, prompt): the IAS."""
-        eos = self.tokenizer.eos_token_id
-        targets = [self._ids(c) + [eos] for c in continuations]
-        return [float(x) for x in self._continuation_nll(prefix, prompts, targets, "mean")]
-
-    def llm_token_counts(self, texts: Sequence[str]) -> List[int]:
-        """Tokens of each text + 1 (the optimizer's counts include one special token, as a prompt's BOS)."""
-        return [len(self._ids(t)) + 1 for t in texts]
-
-    def generation_room(self, prompts: Sequence[str], visual: bool) -> Optional[int]:
-        """New tokens the LLM's context leaves after the longest chat-templated prompt (and an image's tokens,
-        counted on a blank image of the image processor's size), or None when the config names no context."""
-        text_cfg = getattr(self.model.config, "text_config", self.model.config)
-        context = getattr(text_cfg, "max_position_embeddings", None)
-        if not context or not prompts:
-            return None
-        longest = max(len(self.tokenizer(self.chat_prompt(p, False), add_special_tokens=False).input_ids)
-                      for p in prompts)
-        return context - longest - (self._image_tokens() if visual else 0)
-
-    def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
-        """No Q-Former: nothing is cut (0 tokens, budget 0)."""
-        return [(0, 0) for _ in texts]
-
-    def cache_token(self) -> int:
-        """Changes when any weight is replaced or modified in place (rewrites read the language model)."""
-        return hash((id(self.model),) + tuple((p.data_ptr(), p._version) for p in self.model.parameters()))
-
-    # ----------------------------------------------------------------------------------------- answering
-
-    @torch.no_grad()
-    def answer(self, images: Optional[Images], prompts: Sequence[str], decoding: Decoding, templated: bool = False,
-               streamer: Any = None) -> List[str]:
-        """The model's ``generate`` on the chat-templated prompts (after ``images[i]``; None: text only; with
-        ``templated`` the prompts are already whole chat texts, e.g. a conversation), decoded after the prompt
-        without special tokens; ``streamer`` (:meth:`make_streamer`) receives the tokens as they come."""
-        if not prompts:
-            return []
-        inputs = self.inputs(images, prompts, templated=templated)
+    def decode(self, images: Optional[Images], prompts: Sequence[str], decoding: Decoding, streamer: Any = None,
+               prompt_lookup: int = 0) -> List[str]:
+        """The model's ``generate`` on the chat-templated prompts (after ``images[i]``; None: text only), decoded
+        after the prompt without special tokens (``prompt_lookup`` is not used)."""
+        inputs = self.inputs(images, prompts)
         out = self.model.generate(**inputs, **_generate_kwargs(decoding), pad_token_id=self._pad(), streamer=streamer)
         return self.tokenizer.batch_decode(out[:, inputs["input_ids"].size(1):], skip_special_tokens=True)
 
     @torch.no_grad()
+    def continuation_nll(self, images: Images, prompts: Sequence[str], continuations: Sequence[str]) -> List[float]:
+        """Mean NLL of ``continuation`` + EOS as the assistant's answer to the chat-templated (image, prompt)."""
+        eos = self.tokenizer.eos_token_id
+        targets = [self._ids(c) + [eos] for c in continuations]
+        return self._continuation_nll(images, prompts, targets, "mean").tolist()
+
+    @torch.no_grad()
     def choice_nll(self, images: Images, prompts: Sequence[str], choices: Sequence[Sequence[str]],
                    score: str = "sum") -> Tuple[List[List[float]], List[List[bool]]]:
-        """Per document, the NLL (``sum`` or ``mean`` over tokens) of each choice as the assistant's answer to
-        (image, prompt), and whether it is the greedy continuation; one prefill per document, the choices read its
-        key-value cache."""
-        if score not in ("sum", "mean"):
-            raise ValueError(f"score must be one of ['mean', 'sum'], got {score!r}")
+        """Per document, each choice's NLL as the assistant's answer to the chat-templated (image, prompt) and whether
+        it is greedy; one prefill per document, the choices read its key-value cache."""
         scores, greedy = [], []
         for image, prompt, options in zip(images, prompts, choices):
             ids = [self._ids(c) for c in options]
-            empty = [c for c, i in zip(options, ids) if not i]
-            if empty:
-                raise ValueError(f"choice {empty[0]!r} of prompt {prompt[:60]!r} has no tokens")
             prefix = self.inputs([image], [prompt])
             out = self.model(**prefix, use_cache=True)
             n, width = len(ids), max(len(i) for i in ids)
@@ -199,8 +295,34 @@ class HFVisionLanguageBackend:
             greedy.append(hit.tolist())
         return scores, greedy
 
+    def llm_token_counts(self, texts: Sequence[str]) -> List[int]:
+        """Tokens of each text + 1 (the optimizer's counts include one special token, as a prompt's BOS)."""
+        return [len(self._ids(t)) + 1 for t in texts]
+
+    def generation_room(self, prompts: Sequence[str], visual: bool) -> Optional[int]:
+        """New tokens the LLM's context leaves after the longest chat-templated prompt (and an image's tokens,
+        counted on a blank image of the image processor's size), or None when the config names no context."""
+        text_cfg = getattr(self.model.config, "text_config", self.model.config)
+        context = getattr(text_cfg, "max_position_embeddings", None)
+        if not context:
+            return None
+        longest = max(len(self.tokenizer(p, add_special_tokens=False).input_ids) for p in prompts)
+        return context - longest - (self._image_tokens() if visual else 0)
+
+    def qformer_token_budget(self, texts: Sequence[str]) -> List[Tuple[int, int]]:
+        """No Q-Former: nothing is cut (0 tokens, budget 0)."""
+        return [(0, 0) for _ in texts]
+
+    def prompt_limit(self) -> Optional[int]:
+        """None: the processor cuts no prompt."""
+        return None
+
+    def cache_token(self) -> int:
+        """Changes when any weight is replaced or modified in place (rewrites read the language model)."""
+        return hash((id(self.model),) + tuple((p.data_ptr(), p._version) for p in self.model.parameters()))
+
     def make_streamer(self, timeout: Optional[float] = None):
-        """A ``TextIteratorStreamer`` that decodes the new tokens as :meth:`answer` does."""
+        """A ``TextIteratorStreamer`` that decodes the new tokens as :meth:`decode` does."""
         from transformers import TextIteratorStreamer
 
         return TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=timeout)
@@ -218,8 +340,8 @@ class HFVisionLanguageBackend:
         if not hasattr(self, "_n_image_tokens"):
             size = getattr(self.processor.image_processor, "crop_size", None) or {}
             side = int(size.get("height", 0) or 0) or 336
-            with_image = self.inputs([Image.new("RGB", (side, side))], [""])["input_ids"].size(1)
-            self._n_image_tokens = with_image - self.inputs(None, [""])["input_ids"].size(1)
+            with_image = self.inputs([Image.new("RGB", (side, side))], [self.prompt("", True)])["input_ids"].size(1)
+            self._n_image_tokens = with_image - self.inputs(None, [self.prompt("", False)])["input_ids"].size(1)
         return self._n_image_tokens
 
     def _continuation_nll(self, images: Images, prompts: Sequence[str], targets: Sequence[Sequence[int]],
