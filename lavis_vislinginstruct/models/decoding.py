@@ -91,7 +91,7 @@ def greedy_decode(
     neg = torch.finfo(dtype).min
     b, t = attention_mask.shape
     eos_set = set(eos_token_ids)
-    eos = torch.tensor(list(eos_token_ids), device=device)
+    eos = torch.tensor(list(eos_token_ids), dtype=torch.long, device=device)
     if streamer is not None and b != 1:
         raise ValueError(f"a streamer follows one sample, got a batch of {b}")
     emit = (lambda token: streamer.put(torch.tensor([token]))) if streamer is not None else (lambda token: None)
