@@ -135,7 +135,7 @@ def greedy_decode(
                 if j == len(fed) or token != fed[j]:
                     break
             kept[i] = 1 + j
-            next_pos[i] += kept[i] if width else 0
+            next_pos[i] += kept[i] if width else 0  # the position of the token fed next
         if width and any(not d and k < 1 + len(f) for d, k, f in zip(done, kept, drafts)):  # rejected drafts
             keys[:, past - width : past] = _block(kept, width, neg, keys)
         if all(done):
@@ -151,6 +151,8 @@ def greedy_decode(
         keys[:, past : past + width] = _block([0 if done[i] else 1 + len(d) for i, d in enumerate(drafts)], width,
                                               neg, keys)
         past += width
+        # a placeholder or unused draft slot sees no key of its own block: its output is never read, and its
+        # softmax is not empty (masked keys are finite, and every row keeps its prompt's keys)
         mask = keys[:, None, None, :past]  # (B, 1, 1, K): every fed token sees the same keys, but for ...
         if width > 1:  # ... the block itself, where a draft sees the tokens fed before it only
             mask = mask.expand(b, 1, width, past).clone()
