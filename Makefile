@@ -43,8 +43,12 @@ test: setup $(LMMS_STAMP)
 	$(PY) -m flake8 lavis_vislinginstruct lavis_vislinginstruct_lmms.py tests bench tools train.py evaluate.py
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
+# The demo starts from the shipped base model (lavis_vislinginstruct/assets/demo_base); FROM_SCRATCH=1 pretrains it
+# first (up to an hour on 2 cores); SEEDS=3 runs stage B and the evaluation under three seeds.
+FROM_SCRATCH ?=
+SEEDS ?= 1
 demo: setup
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lavis_vislinginstruct.demo
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m lavis_vislinginstruct.demo --seeds $(SEEDS) $(if $(FROM_SCRATCH),--from-scratch)
 
 bench: setup
 	$(PY) bench/ranking.py

@@ -1,37 +1,32 @@
-"""End-to-end demo on the generated visual world: ``python -m lavis_vislinginstruct.demo [--out demo_output] [--fast]``.
+"""End-to-end demo on the generated visual world: ``python -m lavis_vislinginstruct.demo [--out DIR] [--seeds N]``.
 
-A tiny VisLingInstruct (Zhu et al., NAACL 2024) learns a world of flat shapes and short words
-(:mod:`lavis_vislinginstruct.world`) on a CPU, and Table 2's ablation rows, plus one the paper does not have, are
-measured on the world's held-out evaluation sets. Every step goes through the project's own entry points and configs:
+A tiny VisLingInstruct (Zhu et al., NAACL 2024) on a world of flat shapes and short words
+(:mod:`lavis_vislinginstruct.world`), on a CPU: Table 2's ablation rows, plus one the paper does not have, measured on
+the world's held-out evaluation sets. Every step goes through the project's own entry points and configs:
 
-1. **World** (:func:`lavis_vislinginstruct.world.generate_world`): LLaVA-format training conversations (the
-   ``demo`` mix), pairs for AIO's comparison data, and GQA/VSR/ScienceQA/TextVQA-format evaluation sets whose
-   questions are asked the way users ask (:mod:`lavis_vislinginstruct.world.user_style`), with each set's chance
-   level and blind answer prior.
-2. **Stage A** (``projects/vislinginstruct/demo/stage_a.yaml`` through :func:`lavis_vislinginstruct.train.main`):
-   the InstructBLIP architecture trained from scratch, everything trainable, CMAA off.
-3. **Scores** (:func:`~lavis_vislinginstruct.demo_stages.score_comparison_pairs`): stage A's own Instruction
-   Alignment Score (eq. 3) of both instructions of every comparison pair;
-   :func:`lavis_vislinginstruct.world.writer.write_comparison_training` writes the comparison prompts with those
-   scores (:mod:`lavis_vislinginstruct.world.comparison`).
-4. **Stage A2** (``stage_a2.yaml``): stage A continued on the comparison prompts and the world's second file
-   (rewrites, and questions as stage A asks them; :attr:`DemoSize.n_replay` adds stage A's own conversations, 0 in
-   both sizes). Stages A and A2 are our stand-in for the pretrained InstructBLIP that VisLingInstruct starts from; its
-   "vanilla" row is InstructBLIP.
-5. **Stage B** (``stage_b.yaml``): VisLingInstruct's Enhanced Multi-modal Alignment; CMAA on, only the projection
-   into the LLM trains, from stage A2's weights.
-6. **Model spec** (``<out>/model.yaml``, :func:`lavis_vislinginstruct.models.spec.write_model_spec`): the trained
-   model in one file (weights copied to ``<out>/weights/``), which every entry point takes with ``--model-spec``.
-7. **Evaluation** (``eval_<set>.yaml`` through :func:`lavis_vislinginstruct.evaluate.main` with the spec) of the
+1. **World** (:func:`lavis_vislinginstruct.world.generate_world`): stage B's LLaVA-format training conversations
+   and GQA/VSR/ScienceQA/TextVQA-format evaluation sets whose questions are asked the way users ask
+   (:mod:`lavis_vislinginstruct.world.user_style`), with each set's chance level and blind answer prior.
+2. **Base model**: the demo's stand-in for the pretrained InstructBLIP that VisLingInstruct starts from, shipped
+   with the package and checked against its manifest's SHA-256 (:mod:`lavis_vislinginstruct.demo_pretrain`, which
+   ``python -m lavis_vislinginstruct.demo pretrain`` or ``--from-scratch`` runs). Its "vanilla" row is InstructBLIP.
+3. **Stage B** (``projects/vislinginstruct/demo/stage_b.yaml`` through :func:`lavis_vislinginstruct.train.main`):
+   VisLingInstruct's Enhanced Multi-modal Alignment; CMAA on, only the projection into the LLM trains.
+4. **Model spec** (``<out>/model.yaml``, :func:`lavis_vislinginstruct.models.spec.write_model_spec`): the trained
+   model in one file, which every entry point takes with ``--model-spec``.
+5. **Evaluation** (``eval_<set>.yaml`` through :func:`lavis_vislinginstruct.evaluate.main` with the spec) of the
    rows in :data:`ROWS`: vanilla (CMAA off, AIO off), + EMA, + EMA + Rewriting, + EMA + AIO, and + EMA + AIO with
-   the two instructions' scores swapped for a random half of the samples, so the prompt's order carries no IAS
-   ranking (``run.row=ema_aio_shuffled``).
-8. **Report**: :mod:`lavis_vislinginstruct.demo_analysis` computes every cell with a 95 % bootstrap interval,
+   the two instructions' scores swapped for a random half of the samples (``run.row=ema_aio_shuffled``).
+6. **Bare chat questions** (:mod:`lavis_vislinginstruct.demo_probes`, held-out scenes): questions as a person
+   types them, with no benchmark wrapper, answered by the web demo's three rows.
+7. **Report**: :mod:`lavis_vislinginstruct.demo_analysis` computes every cell with a 95 % bootstrap interval,
    paired differences, AIO's own figures and the IAS premise; :mod:`lavis_vislinginstruct.demo_report` writes
    ``results.json``, ``results.md`` and ``ablation.png``, and README's results block (``--readme``).
 
-The choices of this pipeline (stage A's initialization, stage A2's length, AIO's guard) and what was measured and
-tried for VSR, which stays near chance, are in ``docs/demo-measurements.md``.
+Steps 3-6 run once per seed (``--seeds N``: seeds 0..N-1 of stage B's data order and of the shuffled row); the
+first seed's model is ``<out>/model.yaml``, the others are under ``<out>/seed_<k>/``, and the report says for each
+paired difference whether its interval excludes zero under every seed. What was measured and tried for the choices
+is in ``docs/demo-measurements.md``.
 
 ``--fast`` runs the same pipeline smaller (``tests/test_demo.py``). Results are whatever the run measures.
 """

@@ -1,8 +1,9 @@
 """Example images and questions of the web demo, from the demo world (:mod:`lavis_vislinginstruct.world`).
 
 Images: the held-out GQA-format scenes of ``demo_output/world`` when ``make demo`` has written it, else a handful
-of held-out scenes rendered into a temporary folder. Questions: GQA-format world questions (paper Table 4's GQA
-instruction), the format the demo's model was trained on.
+of held-out scenes rendered into a temporary folder. Questions: bare questions as a person types them in a chat (the
+world's ``chat`` family, which the demo's base model learned to answer and AIO to rewrite), then one in the GQA
+benchmark format (paper Table 4).
 """
 import glob
 import os
@@ -35,7 +36,7 @@ def example_images(n: int = 6, folder: Optional[str] = None, seed: int = 0) -> L
 
 
 def example_questions() -> List[str]:
-    """A few questions in the demo world's GQA format."""
-    questions = ("What color is the object?", "How many shapes are there?", "What shape is the blue object?",
-                 "Is there a yellow triangle in the image?")  # phrasings of the world's GQA set
-    return [format_instruction(TEMPLATES["gqa"], question=q) for q in questions]
+    """A few questions about the demo world: bare chat questions in user style, then one GQA-format question."""
+    bare = ("hey, so what colour would you say the shape on the left is?", "what shape is the blue thing?",
+            "how many shapes can you see?", "is the thing at the top small or big?")
+    return [*bare, format_instruction(TEMPLATES["gqa"], question="What color is the left object?")]
