@@ -112,9 +112,8 @@ def row_options(row: str, seed: int = 0) -> List[str]:
     return [f"run.row={ROWS[row].name}", "model.aio.guard=none", f"model.aio.seed={seed}", f"run.job_id={row}"]
 
 
-def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str],
-                  seed: int = 0) -> Dict[str, Dict[str, Dict[str, Any]]]:
-    """Evaluate every row of :data:`ROWS` on every held-out set; returns ``{row: {benchmark: summary}}``.
+def evaluate_one(world: str, out: str, spec: str, row: str, bench: str, seed: int = 0) -> Dict[str, Any]:
+    """One row of :data:`ROWS` on one held-out set through ``evaluate.py``; returns its metric summary.
 
     A rerun of the same demo resumes finished predictions when the weights are the same bytes (the run fingerprint
     holds their digests); after a retrain that changed them, the row starts over.
@@ -122,25 +121,49 @@ def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str],
     from lavis_vislinginstruct.evaluate import main as evaluate_main
     from lavis_vislinginstruct.tasks.result_store import ResumeMismatchError
 
-    results: Dict[str, Dict[str, Dict[str, Any]]] = {}
-    for row in ROWS:
-        results[row] = {}
-        for bench in benchmarks:
-            start = time.perf_counter()
-            argv = ["--cfg-path", project_file(f"eval_{bench}.yaml"), "--model-spec", spec, "--options",
-                    f"run.cache_root={world}", f"run.output_dir={os.path.join(out, 'eval', bench)}",
-                    *row_options(row, seed)]
-            try:
-                logs = evaluate_main(argv)
-            except ResumeMismatchError as err:
-                logger.info("[eval] %s %s: earlier predictions are not this model's (%s); starting over", row, bench,
-                            err)
-                logs = evaluate_main(argv + ["run.resume=False"])
-            summary = next(iter(logs["metrics"].values()))
-            summary["seconds"] = round(time.perf_counter() - start, 1)
-            results[row][bench] = summary
-            logger.info("[eval] %-38s %-9s %s = %5.1f (%d samples, %.0f s)", ROWS[row].label, bench,
-                        summary["metric"], summary["value"], summary["num_samples"], summary["seconds"])
+    start = time.perf_counter()
+    argv = ["--cfg-path", project_file(f"eval_{bench}.yaml"), "--model-spec", spec, "--options",
+            f"run.cache_root={world}", f"run.output_dir={os.path.join(out, 'eval', bench)}", *row_options(row, seed)]
+    try:
+        logs = evaluate_main(argv)
+    except ResumeMismatchError as err:
+        logger.info("[eval] %s %s: earlier predictions are not this model's (%s); starting over", row, bench, err)
+        logs = evaluate_main(argv + ["run.resume=False"])
+    summary = next(iter(logs["metrics"].values()))
+    summary["seconds"] = round(time.perf_counter() - start, 1)
+    logger.info("[eval] %-38s %-9s %s = %5.1f (%d samples, %.0f s)", ROWS[row].label, bench, summary["metric"],
+                summary["value"], summary["num_samples"], summary["seconds"])
+    return summary
+
+
+def _one_thread_worker() -> None:
+    # A worker process of evaluate_rows: one torch thread (the demo's tiny models run fastest so, and their numbers
+    # do not depend on how many workers run beside it), deterministic kernels, the demo's log format.
+    torch.set_num_threads(1)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+
+
+def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str], seed: int = 0,
+                  workers: int = 0) -> Dict[str, Dict[str, Dict[str, Any]]]:
+    """Every row of :data:`ROWS` on every held-out set (:func:`evaluate_one`); returns ``{row: {benchmark: summary}}``.
+
+    ``workers`` > 0 runs the (row, set) evaluations in that many worker processes of one torch thread each, which
+    give the same numbers whatever their count; 0 runs them here, in order.
+    """
+    jobs = [(row, bench) for row in ROWS for bench in benchmarks]
+    if workers:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _one_thread_worker) as pool:
+            futures = [pool.submit(evaluate_one, world, out, spec, row, bench, seed) for row, bench in jobs]
+            summaries = [f.result() for f in futures]
+    else:
+        summaries = [evaluate_one(world, out, spec, row, bench, seed) for row, bench in jobs]
+    results: Dict[str, Dict[str, Dict[str, Any]]] = {row: {} for row in ROWS}
+    for (row, bench), summary in zip(jobs, summaries):
+        results[row][bench] = summary
     return results
 
 
@@ -200,7 +223,7 @@ def base_weights(out: str, size: DemoSize, from_scratch: bool) -> Tuple[str, Dic
 
 
 def run_seed(out: str, world: str, base: str, size: DemoSize, seed: int, cols: Sequence[str],
-             spec_path: str) -> Dict[str, Any]:
+             spec_path: str, workers: int = 0) -> Dict[str, Any]:
     """Stage B, the model spec, every row on every held-out set and the bare chat questions, under one seed."""
     timings: Dict[str, float] = {}
     _step(3, "seed %d: stage B, EMA fine-tuning, CMAA on, only the projection trains", seed)
@@ -217,7 +240,7 @@ def run_seed(out: str, world: str, base: str, size: DemoSize, seed: int, cols: S
 
     _step(5, "seed %d: evaluation, %d rows x %s", seed, len(ROWS), ", ".join(cols))
     t0 = time.perf_counter()
-    results = evaluate_rows(world, out, spec, cols, seed)
+    results = evaluate_rows(world, out, spec, cols, seed, workers)
     timings["evaluation"] = round(time.perf_counter() - t0, 1)
     t0 = time.perf_counter()
     chat = chat_rows(spec, size.n_chat)
@@ -240,7 +263,8 @@ def run_seed(out: str, world: str, base: str, size: DemoSize, seed: int, cols: S
     }
 
 
-def run(out: str, size: DemoSize, seeds: Sequence[int] = (0,), from_scratch: bool = False) -> Dict[str, Any]:
+def run(out: str, size: DemoSize, seeds: Sequence[int] = (0,), from_scratch: bool = False,
+        workers: int = 0) -> Dict[str, Any]:
     """The whole demo; returns the summary also written to ``<out>/results.json``.
 
     The first seed's run is the demo's model (``<out>/model.yaml``) and its figures are the summary's top level;
@@ -267,7 +291,7 @@ def run(out: str, size: DemoSize, seeds: Sequence[int] = (0,), from_scratch: boo
     per_seed = []
     for k, seed in enumerate(seeds):
         folder = out if k == 0 else os.path.join(out, f"seed_{seed}")
-        per_seed.append(run_seed(folder, world, base, size, seed, cols, os.path.join(folder, "model.yaml")))
+        per_seed.append(run_seed(folder, world, base, size, seed, cols, os.path.join(folder, "model.yaml"), workers))
     timings["seeds"] = [s["timings_s"] for s in per_seed]
 
     _step(7, "report: intervals, paired differences, AIO figures, %d seed(s)", len(seeds))
@@ -289,7 +313,7 @@ def run(out: str, size: DemoSize, seeds: Sequence[int] = (0,), from_scratch: boo
         "world": {"train": manifest["train"]["llava_instruct_150k"]["shares"], "n_eval": size.n_eval},
         "traces": first["traces"],
         "timings_s": timings,
-        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(),
+        "environment": {"torch": torch.__version__, "threads": torch.get_num_threads(), "eval_workers": workers,
                         "machine": platform.machine(), "python": platform.python_version()},
         "files": {"markdown": os.path.join(out, "results.md"), "chart": png, "world": world,
                   "model_spec": first["model_spec"]},
@@ -315,8 +339,12 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="pretrain the base model first instead of loading the shipped one")
     parser.add_argument("--readme", default=None,
                         help="only rewrite this README's demo results block from <out>/results.json, then exit")
-    parser.add_argument("--threads", type=int, default=2,
-                        help="torch CPU threads (default %(default)s; the table is reproducible for a fixed count)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads of stage B and the chat questions (default %(default)s; the table is "
+                             "reproducible for a fixed count)")
+    parser.add_argument("--workers", type=int, default=2,
+                        help="evaluation worker processes of one torch thread each (default %(default)s; 0: in this "
+                             "process); the numbers do not depend on it")
     return parser.parse_args(argv)
 
 
@@ -336,11 +364,13 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         raise SystemExit("error: --threads must be >= 1")
     if args.seeds < 1:
         raise SystemExit("error: --seeds must be >= 1")
+    if args.workers < 0:
+        raise SystemExit("error: --workers must be >= 0")
     torch.set_num_threads(args.threads)
     torch.use_deterministic_algorithms(True, warn_only=True)
     logger.info("VisLingInstruct demo (%s), %d torch threads, %d seed(s)", "fast" if args.fast else "full",
                 torch.get_num_threads(), args.seeds)
-    return run(args.out, SIZES["fast" if args.fast else "full"], range(args.seeds), args.from_scratch)
+    return run(args.out, SIZES["fast" if args.fast else "full"], range(args.seeds), args.from_scratch, args.workers)
 
 
 if __name__ == "__main__":

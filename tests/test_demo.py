@@ -23,11 +23,11 @@ from lavis_vislinginstruct.world import scenes
 VSR_CHANCE = 50.0
 
 
-def fast_demo(out):
+def fast_demo(out, workers=0):
     """One fast demo run on one thread (tiny models on a shared 2-core machine are much faster that way)."""
     with one_thread_and_clean_paths():
         try:
-            return demo.main(["--out", str(out), "--fast", "--threads", "1"])
+            return demo.main(["--out", str(out), "--fast", "--threads", "1", "--workers", str(workers)])
         finally:
             torch.use_deterministic_algorithms(False)  # demo.main turns it on for the whole process
 
@@ -67,7 +67,7 @@ def test_fast_demo_results_carry_every_figure(fast_run):
 
 def test_two_fast_demo_runs_give_equal_tables(fast_run, tmp_path):
     _, first = fast_run
-    second = fast_demo(tmp_path / "again")
+    second = fast_demo(tmp_path / "again", workers=2)  # the evaluation in two worker processes: the same numbers
     for key in ("table", "differences", "aio", "chat", "robust"):
         assert second[key] == first[key], key
     assert second["base"]["sha256"] == first["base"]["sha256"]

@@ -28,6 +28,10 @@ def summary_of_a_run(out):
                 for row, per in rows.items()}
     figures = analysis.analyse(rows, traces, ["gqa"], reported)
     stage = {"checkpoint": "c.pth", "epoch_losses": [2.5, 1.25], "seconds": 3.0, "output_dir": "s"}
+    chat = {row: {"accuracy": 50.0 + k, "ci": [40.0, 60.0 + k], "n": N,
+                  "examples": [{"question": "what colour is the thing?", "answer": "red", "reply": "The thing is red."}]}
+            for k, row in enumerate(demo.CHAT_ROWS)}
+    second = dict(figures["differences"], **{"AIO - EMA": {"gqa": {"estimate": -1.0, "low": -3.0, "high": 1.0}}})
     return {
         "size": {"n_eval": N, "benchmarks": ["gqa"]},
         "seed": 0,
@@ -35,13 +39,31 @@ def summary_of_a_run(out):
                  for name, row in demo.ROWS.items()},
         **figures,
         "baselines": {"gqa": {"chance": 38.3, "answer_prior": 45.2}},
-        "stages": {"stage_a": stage, "stage_a2": stage, "stage_b": stage},
-        "comparison_scores": {"common": {"pairs": 4}},
+        "stages": {"stage_b": stage},
+        "chat": chat,
+        "seeds": [{"seed": 0, "chat": chat, **figures}, {"seed": 1, "chat": chat, **figures, "differences": second}],
+        "robust": analysis.robust_differences([figures["differences"], second]),
+        "base": {"command": "python -m lavis_vislinginstruct.demo pretrain", "commit": "0123456789abc", "seconds": 60.0,
+                 "sha256": "ab" * 32, "probes": {"eval": {"color": {"accuracy": 95.0, "ci": [90.0, 98.0], "n": 10}}}},
         "traces": demo_report.pick_traces(rows, traces, ["gqa"]),
         "timings_s": {"total": 9.0},
         "environment": {"torch": "2.x", "threads": 1, "machine": "x86_64", "python": "3.11"},
         "files": {"markdown": str(out / "results.md"), "chart": str(out / "ablation.png")},
     }
+
+
+def figures_cell(summary, name):
+    return summary["differences"][name]["gqa"]["estimate"]
+
+
+def test_robust_differences_hold_only_when_every_seed_excludes_zero():
+    up = {"d": {"gqa": {"estimate": 2.0, "low": 0.5, "high": 3.5}}}
+    down = {"d": {"gqa": {"estimate": -2.0, "low": -3.5, "high": -0.5}}}
+    wide = {"d": {"gqa": {"estimate": 1.0, "low": -0.5, "high": 2.5}}}
+    assert analysis.robust_differences([up, up])["d"]["gqa"] == {"estimates": [2.0, 2.0], "holds": "+"}
+    assert analysis.robust_differences([down])["d"]["gqa"]["holds"] == "-"
+    assert analysis.robust_differences([up, wide])["d"]["gqa"]["holds"] is None
+    assert analysis.robust_differences([up, down])["d"]["gqa"]["holds"] is None
 
 
 def test_results_md_renders_from_results_json_alone(tmp_path):
@@ -55,6 +77,11 @@ def test_results_md_renders_from_results_json_alone(tmp_path):
     assert "| + EMA + Rewriting | 75.0 [" in text and "| *chance (uniform guess)* | 38.3 |" in text
     assert "[gqa 0]" in text and "answer: red" in text  # the picked trace, with the answer under it
     assert "- stage_b: 3.0 s, mean loss per epoch [2.5, 1.25]" in text
+    assert "| + EMA + AIO (Rewriting + Comparison) | 52.0 [40.0, 62.0] | 52.0 [40.0, 62.0] |" in text  # chat, 2 seeds
+    assert "| eval | 95.0 [90.0, 98.0] |" in text  # the base model's probes
+    ema_vanilla = figures_cell(summary, "EMA - vanilla")
+    assert f"{ema_vanilla:+.1f} / {ema_vanilla:+.1f} (" in text  # the difference under both seeds
+    assert "| AIO - EMA | +" in text and "(not in every seed)" in text
     with open(tmp_path / "ablation.png", "rb") as handle:
         assert handle.read(8) == b"\x89PNG\r\n\x1a\n"
 
