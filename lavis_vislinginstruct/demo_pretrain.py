@@ -8,8 +8,11 @@ loads InstructBLIP's weights. The steps, each through the project's own entry po
 1. **World**: the training conversations of stage A (the ``demo`` mix: benchmark-style questions and bare chat
    questions), comparison pairs, and stage A2's second file (rewrites, and questions as replay). Its held-out sets
    are the demo's own (same seed and size), so training avoids their instructions as it does in the demo.
-2. **Stage A** (``projects/vislinginstruct/demo/stage_a.yaml``): the InstructBLIP architecture from a written
-   initialization (:func:`~lavis_vislinginstruct.demo_stages.write_initialization`), everything trainable, CMAA off.
+2. **Grounding** (:mod:`lavis_vislinginstruct.demo_grounding`): from a written initialization
+   (:func:`~lavis_vislinginstruct.demo_stages.write_initialization`), the ViT, the Q-Former and the projection learn
+   the world's answers through a linear classifier, as BLIP-2 trains its Q-Former before it meets the LLM.
+   **Stage A** (``projects/vislinginstruct/demo/stage_a.yaml``): from there, the InstructBLIP architecture with
+   everything trainable, CMAA off.
 3. **Scores**: stage A's own Instruction Alignment Score (eq. 3) of both instructions of every comparison pair,
    written into AIO's comparison prompts.
 4. **Stage A2** (``stage_a2.yaml``): the LLM and the projection learn the rewrites and the comparison prompts.
@@ -37,6 +40,7 @@ from typing import Any, Dict, List, Optional
 import torch
 
 from lavis_vislinginstruct import demo_probes as probes
+from lavis_vislinginstruct.demo_grounding import write_grounded
 from lavis_vislinginstruct.demo_stages import (
     ARCH,
     MODEL_TYPE,
@@ -67,6 +71,8 @@ class PretrainSize:
         n_text: Conversations of stage A2's second file (rewrites and questions).
         n_replay: Stage A conversations replayed in stage A2.
         n_eval: Records of each held-out set of the world (the demo's: training avoids their instructions).
+        grounding_updates: Updates of the grounding phase (batch ``batch_size``).
+        grounding_lr: Peak learning rate of the grounding phase.
         batch_size: Stage A's batch size.
         stage_a_epochs: Epochs of stage A.
         stage_a_lr: Peak learning rate of stage A (warm-up, then cosine to 0).
@@ -81,6 +87,8 @@ class PretrainSize:
     n_text: int
     n_replay: int
     n_eval: int
+    grounding_updates: int
+    grounding_lr: float
     batch_size: int
     stage_a_epochs: int
     stage_a_lr: float
@@ -91,12 +99,12 @@ class PretrainSize:
 
 
 SIZES = {
-    "full": PretrainSize(n_train=51200, n_compare=3200, n_text=9600, n_replay=3200, n_eval=400, batch_size=64,
-                         stage_a_epochs=5, stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=3,
-                         stage_a2_lr=1e-3, n_probe=200),
-    "fast": PretrainSize(n_train=256, n_compare=64, n_text=128, n_replay=32, n_eval=60, batch_size=32,
-                         stage_a_epochs=1, stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=1,
-                         stage_a2_lr=1e-3, n_probe=10),
+    "full": PretrainSize(n_train=51200, n_compare=3200, n_text=9600, n_replay=3200, n_eval=400,
+                         grounding_updates=2500, grounding_lr=2e-3, batch_size=64, stage_a_epochs=3,
+                         stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=3, stage_a2_lr=1e-3, n_probe=200),
+    "fast": PretrainSize(n_train=256, n_compare=64, n_text=128, n_replay=32, n_eval=60, grounding_updates=10,
+                         grounding_lr=2e-3, batch_size=32, stage_a_epochs=1, stage_a_lr=2e-3, stage_a2_batch_size=32,
+                         stage_a2_epochs=1, stage_a2_lr=1e-3, n_probe=10),
 }
 
 
@@ -153,10 +161,14 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
     generate_world(world, seed=seed, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE, mix="demo",
                    n_compare=size.n_compare, text_mix="demo_text", n_text=size.n_text)
 
-    logger.info("[pretrain 2/6] stage A: from scratch, everything trainable, CMAA off")
-    init = write_initialization(os.path.join(out, "stage_a", "init.pth"), seed)
+    logger.info("[pretrain 2/6] grounding: ViT, Q-Former and projection through an answer classifier, %d updates",
+                size.grounding_updates)
+    init = write_initialization(os.path.join(out, "grounding", "init.pth"), seed)
+    grounding = write_grounded(init, os.path.join(out, "grounding", "grounded.pth"), size.grounding_updates,
+                               size.batch_size, size.grounding_lr, seed, IMAGE_SIZE)
+    logger.info("[pretrain 2/6] stage A: everything trainable, CMAA off")
     stage_a = train_stage("stage_a.yaml", world, os.path.join(out, "stage_a"), size.stage_a_epochs, size.batch_size,
-                          init, size.stage_a_lr)
+                          grounding["checkpoint"], size.stage_a_lr)
     logger.info("[pretrain 2/6] stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"],
                 stage_a["epoch_losses"])
 
@@ -197,8 +209,9 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
         "sha256": sha256(weights),
         "bytes": os.path.getsize(weights),
         "size": asdict(size),
-        "stages": {name: {k: s[k] for k in ("epoch_losses", "seconds")} for name, s in
-                   (("stage_a", stage_a), ("stage_a2", stage_a2))},
+        "stages": {"grounding": {k: grounding[k] for k in ("losses", "accuracy", "seconds")},
+                   **{name: {k: s[k] for k in ("epoch_losses", "seconds")} for name, s in
+                      (("stage_a", stage_a), ("stage_a2", stage_a2))}},
         "comparison_scores": comparison_score_summary(pairs, scores),
         "probes": probed,
         "seconds": round(time.perf_counter() - start, 1),

@@ -32,11 +32,16 @@ def project_file(name: str) -> str:
     raise FileNotFoundError(f"{os.path.join(PROJECT, name)} not found: run the demo from the repository root")
 
 
+#: Standard deviation of the ViT's position embeddings at initialization (EVA's: 0.02).
+POS_EMBED_STD = 0.5
+
+
 def write_initialization(path: str, seed: int) -> str:
-    """Stage A's starting weights: the demo model's random initialization with a fan-in-scaled Q-Former cross-attention.
+    """The base model's starting weights: the demo model's random initialization with a fan-in-scaled Q-Former
+    cross-attention and position embeddings at the scale of the patch features (:data:`POS_EMBED_STD`).
 
     Why: ``docs/demo-measurements.md`` ("Initialization"). Written as a LAVIS-layout state dict
-    (``{"model": ...}``), which stage A reads through ``model.checkpoint`` like an InstructBLIP checkpoint.
+    (``{"model": ...}``), which the next step reads through ``model.checkpoint`` like an InstructBLIP checkpoint.
     """
     from lavis.common.registry import registry
 
@@ -49,6 +54,7 @@ def write_initialization(path: str, seed: int) -> str:
     for name, module in model.Qformer.named_modules():
         if isinstance(module, torch.nn.Linear) and ".crossattention." in f".{name}.":
             torch.nn.init.normal_(module.weight, std=1.0 / math.sqrt(module.in_features))
+    torch.nn.init.normal_(model.visual_encoder.pos_embed, std=POS_EMBED_STD)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     torch.save({"model": model.full_state_dict()}, path)  # every weight (state_dict() is the trainable ones)
     return path
