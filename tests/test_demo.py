@@ -133,6 +133,7 @@ def test_initialization_scales_only_the_qformer_cross_attention(tmp_path):
         weight = state[key]
         assert weight.std().item() == pytest.approx(weight.shape[1] ** -0.5, rel=0.2), key
     assert state["Qformer.bert.encoder.layer.0.attention.self.value.weight"].std().item() < 0.03  # BERT's 0.02
+    assert state["visual_encoder.pos_embed"].std().item() == pytest.approx(demo_stages.POS_EMBED_STD, rel=0.1)
 
 
 def test_demo_mix_is_mostly_common_phrasings(tmp_path):
