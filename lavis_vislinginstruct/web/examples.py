@@ -37,6 +37,6 @@ def example_images(n: int = 6, folder: Optional[str] = None, seed: int = 0) -> L
 
 def example_questions() -> List[str]:
     """A few questions about the demo world: bare chat questions in user style, then one GQA-format question."""
-    bare = ("hey, so what colour would you say the shape on the left is?", "what shape is the blue thing?",
-            "how many shapes can you see?", "is the thing at the top small or big?")
+    bare = ("hey, so what colour would you say the shape on the left is?", "what shape is the yellow thing?",
+            "how many shapes can you see?", "is the thing at the bottom small or big?")
     return [*bare, format_instruction(TEMPLATES["gqa"], question="What color is the left object?")]
