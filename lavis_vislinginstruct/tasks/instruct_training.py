@@ -5,8 +5,9 @@
 
 * **Exact resume.** ``train_epoch`` (what ``runner_base`` calls once per epoch) first reseeds ``random``, NumPy and
   torch from ``(run.seed, epoch, rank)`` and points the training loader at ``epoch`` (the distributed sampler's
-  epoch, i.e. the shuffle order, and a fresh iterator). LAVIS 1.0.2 does neither: after ``run.resume_ckpt_path``
-  its ``IterLoader`` starts again at sampler epoch 0, and augmentation draws from wherever the generators are. With
+  seed, ``run.seed``, and epoch, i.e. the shuffle order, and a fresh iterator). LAVIS 1.0.2 does neither: after
+  ``run.resume_ckpt_path`` its ``IterLoader`` starts again at sampler epoch 0, and augmentation draws from wherever
+  the generators are, and its sampler shuffles with seed 0 whatever ``run.seed`` says. With
   this, a run resumed after epoch ``e`` sees the data order and augmentations of the uninterrupted run, and its
   weights follow it (the optimizer state comes from the checkpoint, the learning rate is a function of the step).
 
@@ -71,14 +72,27 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return int(seed) + epoch * get_world_size() + get_rank()
 
 
-def start_epoch(loader, epoch: int) -> None:
-    """Point LAVIS's infinite train loader (``IterLoader``) at ``epoch``: sampler epoch and a fresh iterator.
+def _sampler(loader):
+    return getattr(loader._dataloader, "sampler", None)
+
+
+def _seeded(loader, seed: Optional[int]) -> bool:
+    """Whether the loader's sampler already shuffles with ``seed`` (or nothing is to be set)."""
+    return seed is None or getattr(_sampler(loader), "seed", seed) == seed
+
+
+def start_epoch(loader, epoch: int, seed: Optional[int] = None) -> None:
+    """Point LAVIS's infinite train loader (``IterLoader``) at ``epoch``: sampler epoch and seed, a fresh iterator.
 
     ``IterLoader`` moves on to its next epoch only when its iterator runs out, and starts at 0; on GPU its
-    ``_dataloader`` is a ``PrefetchLoader``, which passes ``sampler`` through to the ``DataLoader``.
+    ``_dataloader`` is a ``PrefetchLoader``, which passes ``sampler`` through to the ``DataLoader``. PyTorch's
+    ``DistributedSampler`` shuffles with its own ``seed`` (0 unless given), which LAVIS's runners never set, so
+    ``run.seed`` would not change the data order; ``seed`` sets it.
     """
     loader._epoch = epoch
-    sampler = getattr(loader._dataloader, "sampler", None)
+    sampler = _sampler(loader)
+    if seed is not None and isinstance(getattr(sampler, "seed", None), int):
+        sampler.seed = seed
     if hasattr(sampler, "set_epoch"):
         sampler.set_epoch(epoch)
     loader.iter_loader = iter(loader._dataloader)
@@ -109,8 +123,8 @@ class InstructTrainingTask(BaseTask):
         """
         if self.seed is not None:
             seed_everything(epoch_seed(self.seed, epoch))
-        if isinstance(data_loader, IterLoader) and data_loader.epoch != epoch:
-            start_epoch(data_loader, epoch)
+        if isinstance(data_loader, IterLoader) and (data_loader.epoch != epoch or not _seeded(data_loader, self.seed)):
+            start_epoch(data_loader, epoch, self.seed)
         return super().train_epoch(epoch, model, data_loader, *args, **kwargs)
 
     def train_step(self, model, samples: Dict[str, Any]) -> torch.Tensor:
