@@ -159,8 +159,9 @@ def load_results(out: str) -> Dict[str, Any]:
 
 
 def readme_block(summary: Dict[str, Any]) -> str:
-    """The demo's results as README shows them (the table and the paired differences; AIO's own figures and the
-    IAS premise are in ``results.md``), rendered from ``results.json`` by the same table code."""
+    """The demo's results as README shows them (the table and the paired differences, per seed when there are
+    several; AIO's own figures and the IAS premise are in ``results.md``), rendered from ``results.json`` by the same
+    table code."""
     cols = columns(summary)
     labels = row_labels(summary)
     figures = figures_of(summary)
@@ -170,11 +171,13 @@ def readme_block(summary: Dict[str, Any]) -> str:
         f"Measured (seed {summary['seed']}, {summary['size']['n_eval']} held-out questions per set, "
         f"{env['threads']} torch thread(s), torch {env['torch']}; scores x100 with 95 % bootstrap intervals):",
         analysis.table_markdown(figures, labels, cols, summary["baselines"]),
-        analysis.differences_markdown(figures, cols),
     ]
-    if len(seeds) > 1:
-        parts += [f"The paired differences under seeds {', '.join(map(str, seeds))} (stage B and the evaluation):",
+    if len(seeds) > 1:  # each seed's paired differences, with the verdict; seed 0's intervals are in results.md
+        parts += [f"Paired differences under seeds {', '.join(map(str, seeds))} (stage B and the evaluation), and "
+                  "whether their 95 % intervals exclude zero in every seed:",
                   analysis.robust_markdown(summary["robust"], cols)]
+    else:
+        parts.append(analysis.differences_markdown(figures, cols))
     return "\n\n".join(parts)
 
 
