@@ -121,10 +121,8 @@ def test_ias_is_the_mean_nll_of_instruction_and_eos(loaded, family):
     assert scores[0] != pytest.approx(scores[1])
 
 
-@pytest.mark.parametrize("family", FAMILIES)
-def test_full_aio_runs_and_batch_1_equals_batch_4(loaded, family):
-    model, processor = loaded[family]
-    pics = images()
+def full_aio_batch_equals_single(model, processor, pics):
+    """AIO full on a batch of 4 and on each sample alone: equal answers and traces; returns the batch's."""
     aio = AIOCfg(max_new_tokens=6)
     batched, traces = VisionLanguagePipeline(model, processor, "full", GREEDY, aio).generate(
         pics, QUESTIONS, return_traces=True)
@@ -136,6 +134,14 @@ def test_full_aio_runs_and_batch_1_equals_batch_4(loaded, family):
         assert (trace.rewritten, trace.optimized, trace.used) == (alone.rewritten, alone.optimized, alone.used)
         assert trace.ias_initial == pytest.approx(alone.ias_initial, abs=1e-4)
         assert trace.ias_rewritten == pytest.approx(alone.ias_rewritten, abs=1e-4)
+    return batched, traces
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_full_aio_runs_and_batch_1_equals_batch_4(loaded, family):
+    model, processor = loaded[family]
+    pics = images()
+    batched, traces = full_aio_batch_equals_single(model, processor, pics)
     # the answers read trace.used: the same pipeline with AIO off answers the initial instructions differently
     assert VisionLanguagePipeline(model, processor, "off", GREEDY).answer(
         VisionLanguagePipeline(model, processor, "off").prepare(pics, [t.used for t in traces])) == batched

@@ -15,7 +15,7 @@ import torch
 pytest.importorskip("lmms_eval", reason="the lmms extra is not installed: pip install -e '.[lmms]'")
 
 from hf_vlm_fixtures import build  # noqa: E402
-from test_hf_vlm import QUESTIONS, images, run_lmms, write_docs  # noqa: E402
+from test_hf_vlm import QUESTIONS, full_aio_batch_equals_single, images, run_lmms, write_docs  # noqa: E402
 from test_lmms_eval import GEN_TASK, write_task  # noqa: E402
 from transformers import AutoModelForImageTextToText, AutoProcessor  # noqa: E402
 
@@ -115,17 +115,7 @@ def test_ias_is_the_mean_nll_with_the_qformer_reading_the_candidate(loaded):
 def test_full_aio_runs_and_batch_1_equals_batch_4(loaded):
     model, processor = loaded
     pics = images()
-    aio = AIOCfg(max_new_tokens=6)
-    batched, traces = VisionLanguagePipeline(model, processor, "full", GREEDY, aio).generate(
-        pics, QUESTIONS, return_traces=True)
-    single = VisionLanguagePipeline(model, processor, "full", GREEDY, aio)
-    one_by_one = [single.generate([p], [q], return_traces=True) for p, q in zip(pics, QUESTIONS)]
-    assert batched == [a[0] for a, _ in one_by_one]
-    for trace, (_, (alone,)) in zip(traces, one_by_one):
-        assert trace.mode == "full" and trace.rewritten and trace.optimized is not None and trace.used
-        assert (trace.rewritten, trace.optimized, trace.used) == (alone.rewritten, alone.optimized, alone.used)
-        assert [trace.ias_initial, trace.ias_rewritten] == pytest.approx([alone.ias_initial, alone.ias_rewritten],
-                                                                         abs=1e-4)
+    batched, traces = full_aio_batch_equals_single(model, processor, pics)
     # the answers are the model's own generate on trace.used (the Q-Former and the LLM both read it)
     assert batched == [own_generate(model, processor, p, t.used) for p, t in zip(pics, traces)]
 
