@@ -28,8 +28,8 @@ def summary_of_a_run(out):
                 for row, per in rows.items()}
     figures = analysis.analyse(rows, traces, ["gqa"], reported)
     stage = {"checkpoint": "c.pth", "epoch_losses": [2.5, 1.25], "seconds": 3.0, "output_dir": "s"}
-    chat = {row: {"accuracy": 50.0 + k, "ci": [40.0, 60.0 + k], "n": N,
-                  "examples": [{"question": "what colour is the thing?", "answer": "red", "reply": "The thing is red."}]}
+    example = {"question": "what colour is the thing?", "answer": "red", "reply": "The thing is red."}
+    chat = {row: {"accuracy": 50.0 + k, "ci": [40.0, 60.0 + k], "n": N, "examples": [example]}
             for k, row in enumerate(demo.CHAT_ROWS)}
     second = dict(figures["differences"], **{"AIO - EMA": {"gqa": {"estimate": -1.0, "low": -3.0, "high": 1.0}}})
     return {
