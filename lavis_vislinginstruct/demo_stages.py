@@ -95,7 +95,9 @@ def train_stage(
     last = os.path.join(run_dir, f"checkpoint_{epochs - 1}.pth")
     if not os.path.isfile(last):
         raise FileNotFoundError(f"{config}: training wrote no {last}")
-    return {"checkpoint": last, "epoch_losses": losses, "seconds": round(seconds, 1), "output_dir": run_dir}
+    # LAVIS names a run's folder by the time to ten minutes, so a rerun within them appends to the same log: this
+    # run's epochs are the last ones
+    return {"checkpoint": last, "epoch_losses": losses[-epochs:], "seconds": round(seconds, 1), "output_dir": run_dir}
 
 
 def score_comparison_pairs(
