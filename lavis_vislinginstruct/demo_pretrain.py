@@ -228,7 +228,7 @@ def shipped_base(folder: Optional[str] = None) -> str:
 
     Raises:
         FileNotFoundError: If the weights or the manifest are missing (``make demo FROM_SCRATCH=1`` trains them).
-        ValueError: If the weights are not the manifest's bytes.
+        ValueError: If the weights are not the manifest's bytes, or the manifest is not one.
     """
     folder = folder or release_dir()
     manifest_path = os.path.join(folder, MANIFEST)
@@ -236,7 +236,13 @@ def shipped_base(folder: Optional[str] = None) -> str:
         raise FileNotFoundError(f"no demo base manifest at {manifest_path}: run `python -m lavis_vislinginstruct.demo "
                                 "--from-scratch` (or `make demo FROM_SCRATCH=1`) to pretrain it")
     with open(manifest_path, encoding="utf-8") as handle:
-        manifest = json.load(handle)
+        try:
+            manifest = json.load(handle)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{manifest_path} is not valid JSON ({err})") from None
+    missing = [key for key in ("weights", "sha256") if not isinstance(manifest.get(key), str)]
+    if missing:
+        raise ValueError(f"{manifest_path} has no {' or '.join(missing)} (a manifest that `demo pretrain` writes)")
     weights = os.path.join(folder, manifest["weights"])
     if not os.path.isfile(weights):
         raise FileNotFoundError(f"the demo base weights {weights} named by {manifest_path} are missing")

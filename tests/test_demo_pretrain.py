@@ -37,7 +37,7 @@ def test_shipped_base_loads_strictly_and_matches_its_manifest():
     loads_strictly(weights)
 
 
-def test_damaged_base_weights_are_refused(tmp_path):
+def test_damaged_base_weights_or_manifest_are_refused(tmp_path):
     folder = tmp_path / "demo_base"
     shutil.copytree(demo_pretrain.release_dir(), folder)
     weights = folder / demo_pretrain.WEIGHTS
@@ -46,7 +46,14 @@ def test_damaged_base_weights_are_refused(tmp_path):
     weights.write_bytes(bytes(data))
     with pytest.raises(ValueError, match="SHA-256 .* is not the manifest's"):
         demo_pretrain.shipped_base(str(folder))
-    (folder / demo_pretrain.MANIFEST).unlink()
+    manifest = folder / demo_pretrain.MANIFEST
+    manifest.write_text('{"weights": "instructblip.pth"')
+    with pytest.raises(ValueError, match="manifest.json is not valid JSON"):
+        demo_pretrain.shipped_base(str(folder))
+    manifest.write_text('{"weights": "instructblip.pth"}')
+    with pytest.raises(ValueError, match="manifest.json has no sha256"):
+        demo_pretrain.shipped_base(str(folder))
+    manifest.unlink()
     with pytest.raises(FileNotFoundError, match="--from-scratch"):
         demo_pretrain.shipped_base(str(folder))
 
