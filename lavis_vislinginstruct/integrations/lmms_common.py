@@ -230,6 +230,18 @@ def aio_mode(value: Any) -> str:
     return mode
 
 
+#: The ``dtype`` model argument's spellings -> its name (auto | fp16 | bf16 | fp32).
+DTYPE_NAMES = {"auto": "auto", "fp16": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32",
+               "float32": "fp32"}
+
+
+def dtype_name(value: Any) -> str:
+    """The ``dtype`` model argument as ``auto``, ``fp16``, ``bf16`` or ``fp32``."""
+    if str(value) not in DTYPE_NAMES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPE_NAMES)}, got {value!r}")
+    return DTYPE_NAMES[str(value)]
+
+
 def positive_batch_size(batch_size: Any) -> int:
     """lmms-eval's ``--batch_size`` (a string on its command line) as a positive integer."""
     if isinstance(batch_size, str) and batch_size.strip().isdigit():

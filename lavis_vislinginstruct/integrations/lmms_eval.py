@@ -58,17 +58,15 @@ from ..models.config import LLMCfg
 from ..models.generation import Decoding
 from ..models.loading import load_with_options
 from ..tasks.benchmarks import variant_name
-from .lmms_common import AdapterBase, aio_mode, cli_samples_folder, cut, device_of, side_by_side, stamp
+from .lmms_common import (
+    AdapterBase, aio_mode, cli_samples_folder, cut, device_of, dtype_name, side_by_side, stamp,
+)
 
 # the names the adapter's callers and tests know
 _cut, _cli_samples_folder, _device, _stamp = cut, cli_samples_folder, device_of, stamp
 __all__ = ["VisLingInstructLmms", "side_by_side"]
 
 logger = logging.getLogger(__name__)
-
-#: ``dtype`` argument -> the model config's ``llm.dtype``.
-DTYPES = {"auto": "auto", "fp16": "fp16", "float16": "fp16", "bf16": "bf16", "bfloat16": "bf16", "fp32": "fp32",
-          "float32": "fp32"}
 
 
 class VisLingInstructLmms(AdapterBase, lmms):
@@ -158,11 +156,10 @@ def _model_options(
         if not isinstance(cmaa, bool):
             raise ValueError(f"cmaa must be true or false, got {cmaa!r}")
         out.append(f"cmaa.enabled={cmaa}")
-    if str(dtype) not in DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
-    if DTYPES[str(dtype)] != "auto":
-        out.append(f"llm.dtype={DTYPES[str(dtype)]}")
-        if DTYPES[str(dtype)] == "fp32":
+    name = dtype_name(dtype)  # the model config's llm.dtype
+    if name != "auto":
+        out.append(f"llm.dtype={name}")
+        if name == "fp32":
             out.append("vision.precision=fp32")
     llm_fields = {f.name for f in dataclasses.fields(LLMCfg)}
     for name, value in (("load_in_8bit", load_in_8bit), ("load_in_4bit", load_in_4bit)):

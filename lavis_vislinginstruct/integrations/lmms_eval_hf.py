@@ -25,20 +25,19 @@ traces, default: beside lmms-eval's ``--log_samples``).
 import logging
 from typing import Any, Dict, List
 
-import torch
 from lmms_eval.api.model import lmms
 from PIL import Image
 
 from ..aio.config import aio_settings
 from ..inference.hf_pipeline import VisionLanguagePipeline
+from ..models.checkpoint import DTYPES
 from ..models.generation import Decoding
-from .lmms_common import AdapterBase, aio_mode
+from .lmms_common import AdapterBase, aio_mode, dtype_name
 
 logger = logging.getLogger(__name__)
 
-#: ``dtype`` argument -> ``torch_dtype`` of ``from_pretrained``.
-DTYPES: Dict[str, Any] = {"auto": "auto", "fp16": torch.float16, "float16": torch.float16, "bf16": torch.bfloat16,
-                          "bfloat16": torch.bfloat16, "fp32": torch.float32, "float32": torch.float32}
+#: ``dtype`` argument (:func:`~.lmms_common.dtype_name`) -> ``torch_dtype`` of ``from_pretrained``.
+TORCH_DTYPES: Dict[str, Any] = {"auto": "auto", **DTYPES}
 
 
 class VisLingInstructHFLmms(AdapterBase, lmms):
@@ -67,14 +66,13 @@ class VisLingInstructHFLmms(AdapterBase, lmms):
         from transformers import AutoModelForImageTextToText, AutoProcessor
 
         mode = aio_mode(aio)
-        if str(dtype) not in DTYPES:
-            raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+        torch_dtype = TORCH_DTYPES[dtype_name(dtype)]
         if not pretrained:
             raise ValueError("pretrained=FOLDER is required: a folder that AutoModelForImageTextToText reads")
         self._set_up_run(device, batch_size, score, max_new_tokens, min_new_tokens, repetition_penalty,
                          length_penalty)
         try:
-            model = AutoModelForImageTextToText.from_pretrained(pretrained, torch_dtype=DTYPES[str(dtype)])
+            model = AutoModelForImageTextToText.from_pretrained(pretrained, torch_dtype=torch_dtype)
             processor = AutoProcessor.from_pretrained(pretrained)
         except (OSError, ValueError) as err:
             raise ValueError(f"pretrained={pretrained}: not an image-text-to-text model folder ({err})") from err
