@@ -48,7 +48,7 @@ from lavis_vislinginstruct import demo_analysis as analysis
 from lavis_vislinginstruct import demo_pretrain as pretraining
 from lavis_vislinginstruct import demo_probes as probes
 from lavis_vislinginstruct import demo_report as report
-from lavis_vislinginstruct.demo_stages import project_file, train_stage, write_spec
+from lavis_vislinginstruct.demo_stages import LOG_FORMAT, project_file, set_up_process, train_stage, write_spec
 from lavis_vislinginstruct.inference.rows import ROWS as ROW_DEFINITIONS
 from lavis_vislinginstruct.inference.rows import Row
 from lavis_vislinginstruct.tasks.benchmarks import ORDER
@@ -136,14 +136,6 @@ def evaluate_one(world: str, out: str, spec: str, row: str, bench: str, seed: in
     return summary
 
 
-def _one_thread_worker() -> None:
-    # A worker process of evaluate_rows: one torch thread (the demo's tiny models run fastest so, and their numbers
-    # do not depend on how many workers run beside it), deterministic kernels, the demo's log format.
-    torch.set_num_threads(1)
-    torch.use_deterministic_algorithms(True, warn_only=True)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-
-
 def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str], seed: int = 0,
                   workers: int = 0) -> Dict[str, Dict[str, Dict[str, Any]]]:
     """Every row of :data:`ROWS` on every held-out set (:func:`evaluate_one`); returns ``{row: {benchmark: summary}}``.
@@ -156,7 +148,9 @@ def evaluate_rows(world: str, out: str, spec: str, benchmarks: Sequence[str], se
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), _one_thread_worker) as pool:
+        # one torch thread per worker: the demo's tiny models run fastest so, and their numbers do not depend on how
+        # many workers run beside it
+        with ProcessPoolExecutor(workers, multiprocessing.get_context("spawn"), set_up_process, (1,)) as pool:
             futures = [pool.submit(evaluate_one, world, out, spec, row, bench, seed) for row, bench in jobs]
             summaries = [f.result() for f in futures]
     else:
@@ -213,9 +207,7 @@ def base_weights(out: str, size: DemoSize, from_scratch: bool) -> Tuple[str, Dic
         manifest = pretraining.pretrain(os.path.join(out, "pretrain"), pretraining.SIZES[size.pretrain], 0, folder)
         source = os.path.join(folder, pretraining.WEIGHTS)
     else:
-        source = pretraining.shipped_base()
-        with open(os.path.join(os.path.dirname(source), pretraining.MANIFEST), encoding="utf-8") as handle:
-            manifest = json.load(handle)
+        source, manifest = pretraining.shipped_base()
     target = os.path.join(out, "weights", "instructblip.pth")
     os.makedirs(os.path.dirname(target), exist_ok=True)
     shutil.copyfile(source, target)
@@ -223,8 +215,9 @@ def base_weights(out: str, size: DemoSize, from_scratch: bool) -> Tuple[str, Dic
 
 
 def run_seed(out: str, world: str, base: str, size: DemoSize, seed: int, cols: Sequence[str],
-             spec_path: str, workers: int = 0) -> Dict[str, Any]:
-    """Stage B, the model spec, every row on every held-out set and the bare chat questions, under one seed."""
+             workers: int = 0) -> Dict[str, Any]:
+    """Stage B, the model spec (``<out>/model.yaml``), every row on every held-out set and the bare chat questions,
+    under one seed."""
     timings: Dict[str, float] = {}
     _step(3, "seed %d: stage B, EMA fine-tuning, CMAA on, only the projection trains", seed)
     stage_b = train_stage("stage_b.yaml", world, os.path.join(out, "stage_b"), size.stage_b_epochs, size.batch_size,
@@ -232,10 +225,10 @@ def run_seed(out: str, world: str, base: str, size: DemoSize, seed: int, cols: S
     timings["stage_b"] = stage_b["seconds"]
     _step(3, "seed %d: stage B done in %.0f s; mean loss per epoch %s", seed, stage_b["seconds"],
           stage_b["epoch_losses"])
-    projection = os.path.join(os.path.dirname(spec_path), "weights", "ema_projection.pth")
+    projection = os.path.join(out, "weights", "ema_projection.pth")
     os.makedirs(os.path.dirname(projection), exist_ok=True)
     shutil.copyfile(stage_b["checkpoint"], projection)
-    spec = write_spec(spec_path, base, projection)
+    spec = write_spec(os.path.join(out, "model.yaml"), base, projection)
     _step(4, "seed %d: model spec %s", seed, spec)
 
     _step(5, "seed %d: evaluation, %d rows x %s", seed, len(ROWS), ", ".join(cols))
@@ -291,7 +284,7 @@ def run(out: str, size: DemoSize, seeds: Sequence[int] = (0,), from_scratch: boo
     per_seed = []
     for k, seed in enumerate(seeds):
         folder = out if k == 0 else os.path.join(out, f"seed_{seed}")
-        per_seed.append(run_seed(folder, world, base, size, seed, cols, os.path.join(folder, "model.yaml"), workers))
+        per_seed.append(run_seed(folder, world, base, size, seed, cols, workers))
     timings["seeds"] = [s["timings_s"] for s in per_seed]
 
     _step(7, "report: intervals, paired differences, AIO figures, %d seed(s)", len(seeds))
@@ -354,8 +347,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     if argv[:1] == ["pretrain"]:
         return pretraining.main(argv[1:])
     args = parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.readme:
+        logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
         summary = report.load_results(args.out)
         report.update_readme(args.readme, summary)
         logger.info("updated %s from %s", args.readme, os.path.join(args.out, "results.json"))
@@ -366,8 +359,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
         raise SystemExit("error: --seeds must be >= 1")
     if args.workers < 0:
         raise SystemExit("error: --workers must be >= 0")
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    set_up_process(args.threads)
     logger.info("VisLingInstruct demo (%s), %d torch threads, %d seed(s)", "fast" if args.fast else "full",
                 torch.get_num_threads(), args.seeds)
     return run(args.out, SIZES["fast" if args.fast else "full"], range(args.seeds), args.from_scratch, args.workers)

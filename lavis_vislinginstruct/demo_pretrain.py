@@ -35,7 +35,7 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
@@ -47,6 +47,7 @@ from lavis_vislinginstruct.demo_stages import (
     comparison_score_summary,
     merge_checkpoints,
     score_comparison_pairs,
+    set_up_process,
     train_stage,
     write_initialization,
 )
@@ -223,8 +224,8 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
     return manifest
 
 
-def shipped_base(folder: Optional[str] = None) -> str:
-    """The path of the shipped base weights, after checking their SHA-256 against the manifest.
+def shipped_base(folder: Optional[str] = None) -> Tuple[str, Dict[str, Any]]:
+    """The path of the shipped base weights, after checking their SHA-256 against the manifest, and the manifest.
 
     Raises:
         FileNotFoundError: If the weights or the manifest are missing (``make demo FROM_SCRATCH=1`` trains them).
@@ -250,7 +251,7 @@ def shipped_base(folder: Optional[str] = None) -> str:
     if found != manifest["sha256"]:
         raise ValueError(f"{weights}: SHA-256 {found} is not the manifest's {manifest['sha256']} ({manifest_path}); "
                          "the file is damaged or was replaced (a Git LFS pointer?)")
-    return weights
+    return weights, manifest
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
@@ -269,9 +270,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     args = parser.parse_args(argv)
     if args.threads < 1:
         raise SystemExit("error: --threads must be >= 1")
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    torch.set_num_threads(args.threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    set_up_process(args.threads)
     release = args.release or (None if args.fast else release_dir())
     return pretrain(args.out, SIZES["fast" if args.fast else "full"], args.seed, release,
                     list(argv if argv is not None else sys.argv[2:]))

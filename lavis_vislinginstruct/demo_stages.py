@@ -8,6 +8,7 @@ A2's length) is in ``docs/demo-measurements.md``.
 """
 
 import json
+import logging
 import math
 import os
 import time
@@ -21,6 +22,17 @@ from lavis_vislinginstruct.paths import package_path
 PROJECT = os.path.join("projects", "vislinginstruct", "demo")
 ARCH = "vislinginstruct_vicuna"
 MODEL_TYPE = "demo"
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+
+
+def set_up_process(threads: int) -> None:
+    """A demo process (the demo, the pretraining, an evaluation worker): ``threads`` torch threads, deterministic
+    kernels (the numbers are reproducible for a fixed thread count) and the demo's log format."""
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
 
 
 def project_file(name: str) -> str:

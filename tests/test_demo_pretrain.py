@@ -27,8 +27,9 @@ def loads_strictly(weights: str) -> None:
 
 
 def test_shipped_base_loads_strictly_and_matches_its_manifest():
-    weights = demo_pretrain.shipped_base()
+    weights, read = demo_pretrain.shipped_base()
     manifest = json.loads((Path(demo_pretrain.release_dir()) / demo_pretrain.MANIFEST).read_text())
+    assert read == manifest
     assert demo_pretrain.sha256(weights) == manifest["sha256"]
     assert manifest["bytes"] <= 20_000_000  # the budget for weights in the repository
     for key in ("command", "seed", "threads", "torch", "commit", "probes", "stages"):
@@ -68,7 +69,7 @@ def test_pretrain_fast_runs_and_writes_a_manifest_of_its_weights(tmp_path):
     stored = json.loads((release / demo_pretrain.MANIFEST).read_text())
     assert stored == manifest
     weights = str(release / demo_pretrain.WEIGHTS)
-    assert demo_pretrain.shipped_base(str(release)) == weights
+    assert demo_pretrain.shipped_base(str(release)) == (weights, manifest)
     assert manifest["sha256"] == demo_pretrain.sha256(weights)
     assert manifest["threads"] == 1 and manifest["torch"] == torch.__version__
     assert manifest["command"].startswith("python -m lavis_vislinginstruct.demo pretrain --fast")
