@@ -214,11 +214,12 @@ def textvqa_item(question: Question, word: str) -> Item:
 def chat_item(question: Question) -> Item:
     """A question as a person types it in a chat (family ``chat``): no benchmark wrapper, a short sentence as the
     answer (the question's ``full_answer``)."""
-    return Item("chat", question.full_answer, _question_phrasings(question), question.phrasing, _bare,
+    return Item("chat", question.full_answer, _question_phrasings(question), question.phrasing, _unwrapped,
                 lambda rng: user_question(question, rng))
 
 
-def _bare(text: str) -> str:
+def _unwrapped(text: str) -> str:
+    """The ``wrap`` of an item whose text is the whole instruction (chat questions, caption prompts)."""
     return text
 
 
@@ -226,7 +227,7 @@ def benchmark_item(scene: Scene, family: str, rng: random.Random) -> Item:
     """Draw one example of ``family`` (see :func:`available_families`) about ``scene``."""
     if family == "flickr30k":
         k = rng.randrange(len(CAPTION_PROMPTS))
-        return Item("flickr30k", rng.choice(captions(scene)), CAPTION_PROMPTS, k, lambda text: text)
+        return Item("flickr30k", rng.choice(captions(scene)), CAPTION_PROMPTS, k, _unwrapped)
     if family == "vsr":
         return vsr_item(make_statement(scene, rng.randrange(2), rng))
     if family == "gqa":
