@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from conftest import build_tiny
-from lavis_vislinginstruct.models.decoding import _Drafter, _lookup_drafts, greedy_decode
+from lavis_vislinginstruct.models.decoding import _Drafter, greedy_decode
 
 PROMPTS = ["Question: what colour is the circle? \n Short answer:", "Describe it.",
            "There is the text Question: how many shapes are there?. Please modify the text to make it better."]
@@ -49,9 +49,9 @@ def test_equals_hf_greedy_generate(setup, lookup):
 
 
 def test_lookup_drafts():
-    assert _lookup_drafts([5, 6, 7, 8, 5, 6], 2) == [7, 8]  # the suffix (5, 6) occurred before
-    assert _lookup_drafts([1, 2, 3], 4) == []
-    assert _lookup_drafts([4, 9, 4], 3) == [9, 4]
+    assert _Drafter([5, 6, 7, 8, 5, 6]).drafts(2) == [7, 8]  # the suffix (5, 6) occurred before
+    assert _Drafter([1, 2, 3]).drafts(4) == []
+    assert _Drafter([4, 9, 4]).drafts(3) == [9, 4]
 
 
 def test_adapter_uses_the_loop_for_greedy_and_hf_for_beams(setup, images, monkeypatch):

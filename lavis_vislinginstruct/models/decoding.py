@@ -56,11 +56,6 @@ class _Drafter:
         return []
 
 
-def _lookup_drafts(history: List[int], k: int, max_ngram: int = 3) -> List[int]:
-    """Up to ``k`` tokens that followed the most recent earlier occurrence of the longest suffix n-gram."""
-    return _Drafter(list(history), max_ngram).drafts(k)
-
-
 @torch.no_grad()
 def greedy_decode(
     lm: torch.nn.Module,
