@@ -263,7 +263,8 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     parser.add_argument("--out", default="demo_pretrain", help="work folder (default: %(default)s)")
     parser.add_argument("--fast", action="store_true", help="the same steps, small (for the test suite)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the world and of the initialization")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads (default %(default)s)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch CPU threads (default %(default)s, as the shipped base was trained)")
     parser.add_argument("--release", default=None,
                         help="where the weights and manifest go (default: the package's shipped folder; with "
                              "--fast: <out>/release)")
