@@ -16,6 +16,10 @@ loads InstructBLIP's weights. The steps, each through the project's own entry po
 3. **Scores**: stage A's own Instruction Alignment Score (eq. 3) of both instructions of every comparison pair,
    written into AIO's comparison prompts.
 4. **Stage A2** (``stage_a2.yaml``): the LLM and the projection learn the rewrites and the comparison prompts.
+   **Second round**: fresh comparison pairs scored by the merged stage A + A2 model (the scores AIO will show at
+   inference come from a model that has learned the rewrites, and their IAS is lower than stage A's), trained the
+   same way (``stage_a2.yaml`` again, from the merged weights). A copy of a long instruction (ScienceQA's options)
+   is what the tiny LLM learns last; the second round is where it does (``docs/demo-measurements.md``).
 5. **Probes** (:mod:`lavis_vislinginstruct.demo_probes`): the merged model as the vanilla row, on fresh
    training-split scenes (what the recipe's choices were measured on) and held-out ones (reported, never tuned on).
 6. **Release**: the weights and a manifest (the command, seed, threads, torch version, the code's commit, SHA-256,
@@ -69,6 +73,7 @@ class PretrainSize:
     Attributes:
         n_train: Stage A's conversations (one image each).
         n_compare: Comparison pairs scored by stage A and trained in stage A2.
+        n_compare_second: Comparison pairs of the second round, scored by the merged stage A + A2 model.
         n_text: Conversations of stage A2's second file (rewrites and questions).
         n_replay: Stage A conversations replayed in stage A2.
         n_eval: Records of each held-out set of the world (the demo's: training avoids their instructions).
@@ -80,11 +85,13 @@ class PretrainSize:
         stage_a2_batch_size: Stage A2's batch size.
         stage_a2_epochs: Epochs of stage A2.
         stage_a2_lr: Peak learning rate of stage A2.
+        second_epochs: Epochs of the second comparison round (batch size and learning rate: stage A2's).
         n_probe: Probe questions per type (:mod:`lavis_vislinginstruct.demo_probes`), for each split.
     """
 
     n_train: int
     n_compare: int
+    n_compare_second: int
     n_text: int
     n_replay: int
     n_eval: int
@@ -96,16 +103,18 @@ class PretrainSize:
     stage_a2_batch_size: int
     stage_a2_epochs: int
     stage_a2_lr: float
+    second_epochs: int
     n_probe: int
 
 
 SIZES = {
-    "full": PretrainSize(n_train=51200, n_compare=3200, n_text=9600, n_replay=3200, n_eval=400,
+    "full": PretrainSize(n_train=51200, n_compare=3200, n_compare_second=6400, n_text=9600, n_replay=3200, n_eval=400,
                          grounding_updates=2500, grounding_lr=2e-3, batch_size=64, stage_a_epochs=3,
-                         stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=3, stage_a2_lr=1e-3, n_probe=200),
-    "fast": PretrainSize(n_train=256, n_compare=64, n_text=128, n_replay=32, n_eval=60, grounding_updates=10,
-                         grounding_lr=2e-3, batch_size=32, stage_a_epochs=1, stage_a_lr=2e-3, stage_a2_batch_size=32,
-                         stage_a2_epochs=1, stage_a2_lr=1e-3, n_probe=10),
+                         stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=3, stage_a2_lr=1e-3, second_epochs=2,
+                         n_probe=200),
+    "fast": PretrainSize(n_train=256, n_compare=64, n_compare_second=32, n_text=128, n_replay=32, n_eval=60,
+                         grounding_updates=10, grounding_lr=2e-3, batch_size=32, stage_a_epochs=1, stage_a_lr=2e-3,
+                         stage_a2_batch_size=32, stage_a2_epochs=1, stage_a2_lr=1e-3, second_epochs=1, n_probe=10),
 }
 
 
@@ -157,10 +166,11 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
     world = os.path.join(out, "world")
     start = time.perf_counter()
     code = _commit()  # the code as it is when training starts
+    n_pairs = size.n_compare + size.n_compare_second
     logger.info("[pretrain 1/6] world: %d conversations, %d comparison pairs, %d rewrites and questions -> %s",
-                size.n_train, size.n_compare, size.n_text, world)
+                size.n_train, n_pairs, size.n_text, world)
     generate_world(world, seed=seed, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE, mix="demo",
-                   n_compare=size.n_compare, text_mix="demo_text", n_text=size.n_text)
+                   n_compare=n_pairs, text_mix="demo_text", n_text=size.n_text)
 
     logger.info("[pretrain 2/6] grounding: ViT, Q-Former and projection through an answer classifier, %d updates",
                 size.grounding_updates)
@@ -173,22 +183,29 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
     logger.info("[pretrain 2/6] stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"],
                 stage_a["epoch_losses"])
 
-    logger.info("[pretrain 3/6] stage A's own IAS of %d comparison pairs", size.n_compare)
     from lavis_vislinginstruct.aio.config import AIOCfg
 
     pairs = read_comparison_candidates(world)
-    scores = score_comparison_pairs(world, pairs, stage_a["checkpoint"])
-    written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
-                                        seed=seed, pairs=pairs)
-
-    logger.info("[pretrain 4/6] stage A2: %d comparison prompts, %d rewrites and questions, %d replayed",
-                written["comparison"], written["phase2"], written["replay"])
-    storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
-    stage_a2 = train_stage("stage_a2.yaml", world, os.path.join(out, "stage_a2"), size.stage_a2_epochs,
-                           size.stage_a2_batch_size, stage_a["checkpoint"], size.stage_a2_lr, [storage])
-    base = merge_checkpoints(os.path.join(out, WEIGHTS), stage_a["checkpoint"], stage_a2["checkpoint"])
-    logger.info("[pretrain 4/6] stage A2 done in %.0f s; mean loss per epoch %s", stage_a2["seconds"],
-                stage_a2["epoch_losses"])
+    rounds = {"stage_a2": pairs[: size.n_compare], "second_round": pairs[size.n_compare:]}
+    stages: Dict[str, Dict[str, Any]] = {}
+    summaries: Dict[str, Any] = {}
+    weights_so_far, base = stage_a["checkpoint"], os.path.join(out, WEIGHTS)
+    for k, (name, chosen) in enumerate(rounds.items()):
+        logger.info("[pretrain %d/6] %s: the model's own IAS of %d comparison pairs", 3 + k, name, len(chosen))
+        scores = score_comparison_pairs(world, chosen, weights_so_far)
+        summaries[name] = comparison_score_summary(chosen, scores)
+        written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
+                                            name=f"{name}_comparison.json", seed=seed + k, pairs=chosen)
+        logger.info("[pretrain %d/6] %s: %d comparison prompts, %d rewrites and questions, %d replayed", 3 + k, name,
+                    written["comparison"], written["phase2"], written["replay"])
+        storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
+        epochs = size.stage_a2_epochs if name == "stage_a2" else size.second_epochs
+        stages[name] = train_stage("stage_a2.yaml", world, os.path.join(out, name), epochs, size.stage_a2_batch_size,
+                                   weights_so_far, size.stage_a2_lr, [storage])
+        # the runner's checkpoint holds what trained (the LLM, the projection): merged onto the weights it started from
+        weights_so_far = merge_checkpoints(base, weights_so_far, stages[name]["checkpoint"])
+        logger.info("[pretrain %d/6] %s done in %.0f s; mean loss per epoch %s", 3 + k, name, stages[name]["seconds"],
+                    stages[name]["epoch_losses"])
 
     logger.info("[pretrain 5/6] probes, %d questions per type and split", size.n_probe)
     probed = probe_model(base, size.n_probe)
@@ -212,8 +229,8 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
         "size": asdict(size),
         "stages": {"grounding": {k: grounding[k] for k in ("losses", "accuracy", "seconds")},
                    **{name: {k: s[k] for k in ("epoch_losses", "seconds")} for name, s in
-                      (("stage_a", stage_a), ("stage_a2", stage_a2))}},
-        "comparison_scores": comparison_score_summary(pairs, scores),
+                      (("stage_a", stage_a), *stages.items())}},
+        "comparison_scores": summaries,
         "probes": probed,
         "seconds": round(time.perf_counter() - start, 1),
     }
