@@ -144,17 +144,25 @@ def _commit() -> Dict[str, Any]:
 
 
 def probe_model(checkpoint: str, n_per_type: int) -> Dict[str, Any]:
-    """The probes (vanilla row: CMAA off, greedy, 10 new tokens) of a base checkpoint on both splits."""
+    """The probes of a base checkpoint on both splits: ``probes`` (vanilla row: CMAA off, greedy, 10 new tokens) and
+    ``aio_content`` (AIO full with the paper's unguarded selection, CMAA off, ``n_per_type // 2`` per family)."""
+    import dataclasses
+
     from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
+    from lavis_vislinginstruct.inference.rows import row_for
     from lavis_vislinginstruct.models.generation import Decoding
     from lavis_vislinginstruct.models.loading import load_with_options
 
     model, vis, _ = load_with_options(ARCH, MODEL_TYPE, [f"checkpoint={checkpoint}"], "cpu")
-    pipeline = VisLingInstructPipeline(model, "vanilla", Decoding(max_new_tokens=10, num_beams=1))
-    out = {}
+    vanilla = VisLingInstructPipeline(model, "vanilla", Decoding(max_new_tokens=10, num_beams=1))
+    optimizing = VisLingInstructPipeline(model, row_for(False, "full"), aio=dataclasses.replace(model.cfg.aio,
+                                                                                                 guard="none"))
+    out: Dict[str, Any] = {"probes": {}, "aio_content": {}}
     for split in ("train", "eval"):
         items = probes.probe_items(split, n_per_type, seed=0)
-        out[split] = probes.score(items, probes.answer_items(pipeline, vis["eval"], items, IMAGE_SIZE))
+        out["probes"][split] = probes.score(items, probes.answer_items(vanilla, vis["eval"], items, IMAGE_SIZE))
+        out["aio_content"][split] = probes.aio_content(
+            optimizing, vis["eval"], probes.aio_items(split, max(n_per_type // 2, 1), seed=0), IMAGE_SIZE)
     return out
 
 
@@ -209,8 +217,10 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
 
     logger.info("[pretrain 5/6] probes, %d questions per type and split", size.n_probe)
     probed = probe_model(base, size.n_probe)
-    for split, per in probed.items():
-        logger.info("[pretrain 5/6] %s probes: %s", split, {k: v["accuracy"] for k, v in per.items()})
+    for split, per in probed["probes"].items():
+        logger.info("[pretrain 5/6] %s probes: %s; AIO content kept (used): %s", split,
+                    {k: v["accuracy"] for k, v in per.items()},
+                    {k: v["content_kept"]["estimate"] for k, v in probed["aio_content"][split].items()})
 
     os.makedirs(release, exist_ok=True)
     weights = os.path.join(release, WEIGHTS)
@@ -231,7 +241,7 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
                    **{name: {k: s[k] for k in ("epoch_losses", "seconds")} for name, s in
                       (("stage_a", stage_a), *stages.items())}},
         "comparison_scores": summaries,
-        "probes": probed,
+        **probed,
         "seconds": round(time.perf_counter() - start, 1),
     }
     with open(os.path.join(release, MANIFEST), "w", encoding="utf-8") as handle:

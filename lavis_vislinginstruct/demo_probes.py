@@ -10,6 +10,11 @@ one question each, of these types:
 * ``bare``: a colour, shape or size question in user style as a person types it in a chat, with no benchmark
   wrapper; right when the answer word is among the reply's words.
 
+:func:`aio_content` probes AIO itself: user-style instructions of four benchmark families (as the held-out sets ask)
+about fresh scenes, optimized by AIO (full, the paper's unguarded selection) on the base model, and read back by
+:func:`lavis_vislinginstruct.world.content.content_kept`: how often the rewrite and the instruction AIO would use
+still ask what the initial one asks.
+
 The demo measures its choices on ``train``-split probes and reports the ``eval``-split ones against its targets
 (never tuned on). Answers are greedy, as a row of Table 2 answers (:mod:`lavis_vislinginstruct.inference.rows`).
 """
@@ -17,20 +22,28 @@ The demo measures its choices on ``train``-split probes and reports the ``eval``
 import random
 import re
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 import torch
 
 from lavis_vislinginstruct.metrics.bootstrap import mean_interval
 from lavis_vislinginstruct.metrics.vqa_accuracy import normalize_vqa_answer
-from lavis_vislinginstruct.world.instructions import VSR_ANSWERS, gqa_instruction, vsr_instruction
-from lavis_vislinginstruct.world.scenes import render_scene, sample_scene
+from lavis_vislinginstruct.world.content import content_kept
+from lavis_vislinginstruct.world.instructions import (
+    VSR_ANSWERS,
+    available_families,
+    benchmark_item,
+    gqa_instruction,
+    vsr_instruction,
+)
+from lavis_vislinginstruct.world.scenes import Scene, render_scene, sample_scene
 from lavis_vislinginstruct.world.tasks import make_question, make_statement
 from lavis_vislinginstruct.world.user_style import user_question
 
 QUESTION_TYPES = ("color", "shape", "size", "count", "where")
 TYPES = QUESTION_TYPES + ("vsr", "bare")
 BARE_TYPES = ("color", "shape", "size")
+AIO_FAMILIES = ("gqa", "vsr", "scienceqa", "textvqa")
 
 
 @dataclass(frozen=True)
@@ -102,4 +115,42 @@ def score(items: Sequence[ProbeItem], replies: Sequence[str]) -> Dict[str, Dict[
             interval = mean_interval([100.0 * x for x in right])
             out[kind] = {"accuracy": round(interval.estimate, 1), "ci": [round(interval.low, 1),
                                                                          round(interval.high, 1)], "n": len(right)}
+    return out
+
+
+def aio_items(split: str, n_per_family: int, seed: int) -> List[Tuple[str, Scene, str]]:
+    """``(family, scene, user-style instruction)`` for ``n_per_family`` fresh ``split`` scenes of each of
+    :data:`AIO_FAMILIES`."""
+    rng = random.Random(f"aio-probe-{split}-{seed}")
+    items = []
+    for family in AIO_FAMILIES:
+        drawn = 0
+        while drawn < n_per_family:
+            scene = sample_scene(rng, split, min_objects=2 if family == "vsr" else 1,
+                                 word=True if family == "textvqa" else None)
+            if family in available_families(scene):
+                items.append((family, scene, benchmark_item(scene, family, rng).user_instruction(rng)))
+                drawn += 1
+    return items
+
+
+def aio_content(pipeline, vis_processor, items: Sequence[Tuple[str, Scene, str]], image_size: int,
+                batch_size: int = 64) -> Dict[str, Dict[str, object]]:
+    """Per family, how often AIO's rewrite and the instruction it uses keep the initial instruction's content (x100,
+    with 95 % bootstrap intervals). ``pipeline`` is a full-AIO pipeline."""
+    kept: Dict[str, List[Tuple[bool, bool]]] = {}
+    for start in range(0, len(items), batch_size):
+        batch = items[start : start + batch_size]
+        image = torch.stack([vis_processor(render_scene(scene, image_size)) for _, scene, _ in batch])
+        traces = pipeline.optimize({"image": image, "text_input": [text for _, _, text in batch]})
+        for (family, _, _), trace in zip(batch, traces):
+            kept.setdefault(family, []).append((content_kept(trace.initial, trace.rewritten),
+                                                content_kept(trace.initial, trace.used)))
+    out: Dict[str, Dict[str, object]] = {}
+    for family, pairs in kept.items():
+        out[family] = {"n": len(pairs)}
+        for k, name in enumerate(("rewrite_content_kept", "content_kept")):
+            interval = mean_interval([100.0 * pair[k] for pair in pairs])
+            out[family][name] = {"estimate": round(interval.estimate, 1),
+                                 "ci": [round(interval.low, 1), round(interval.high, 1)]}
     return out

@@ -10,7 +10,7 @@ import torch
 from test_training import one_thread_and_clean_paths
 
 from lavis_vislinginstruct import demo, demo_pretrain
-from lavis_vislinginstruct.demo_probes import TYPES
+from lavis_vislinginstruct.demo_probes import AIO_FAMILIES, TYPES
 from lavis_vislinginstruct.models.loading import load_with_options
 
 
@@ -83,4 +83,6 @@ def test_pretrain_fast_runs_and_writes_a_manifest_of_its_weights(tmp_path):
     assert sum(s["pairs"] for s in rounds["second_round"].values()) == size.n_compare_second
     for split in ("train", "eval"):
         assert {k: v["n"] for k, v in manifest["probes"][split].items()} == {k: size.n_probe for k in TYPES}
+        assert {k: v["n"] for k, v in manifest["aio_content"][split].items()} == {
+            k: size.n_probe // 2 for k in AIO_FAMILIES}
     loads_strictly(weights)
