@@ -109,7 +109,7 @@ class PretrainSize:
 
 SIZES = {
     "full": PretrainSize(n_train=51200, n_compare=3200, n_compare_second=6400, n_text=9600, n_replay=3200, n_eval=400,
-                         grounding_updates=2500, grounding_lr=2e-3, batch_size=64, stage_a_epochs=3,
+                         grounding_updates=5000, grounding_lr=2e-3, batch_size=64, stage_a_epochs=3,
                          stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=3, stage_a2_lr=1e-3, second_epochs=2,
                          n_probe=200),
     "fast": PretrainSize(n_train=256, n_compare=64, n_compare_second=32, n_text=128, n_replay=32, n_eval=60,
