@@ -301,7 +301,7 @@ def run(out: str, size: DemoSize, seeds: Sequence[int] = (0,), from_scratch: boo
         "robust": analysis.robust_differences([s["differences"] for s in per_seed]),
         "baselines": baselines(manifest, cols),
         "base": {key: base_manifest.get(key) for key in ("command", "commit", "sha256", "seconds", "probes",
-                                                          "stages", "comparison_scores")},
+                                                          "aio_content", "stages", "comparison_scores")},
         "stages": {"stage_b": first["stage_b"]},
         "world": {"train": manifest["train"]["llava_instruct_150k"]["shares"], "n_eval": size.n_eval},
         "traces": first["traces"],

@@ -129,7 +129,16 @@ def base_markdown(base: Dict[str, Any]) -> str:
             for split, per in probes.items()]
     origin = (f"`{base.get('command')}` at commit {str(base.get('commit'))[:10]}, {base.get('seconds')} s; "
               f"weights SHA-256 {str(base.get('sha256'))[:16]}...")
-    return markdown_table(["Probe split"] + kinds, rows) + "\n\n" + origin
+    text = markdown_table(["Probe split"] + kinds, rows)
+    aio = base.get("aio_content") or {}
+    if aio:  # how often the base's AIO (full, unguarded, CMAA off) keeps a user-style instruction's content
+        families = list(next(iter(aio.values()), {}))
+        cell = "{estimate:.1f} [{ci[0]:.1f}, {ci[1]:.1f}]".format
+        rows = [[split, part] + [cell(**per[f][key]) for f in families] for split, per in aio.items()
+                for part, key in (("rewrite", "rewrite_content_kept"), ("used", "content_kept"))]
+        text += ("\n\nAIO's content kept by the base (%, user-style instructions of fresh scenes, AIO full, CMAA off):"
+                 "\n\n" + markdown_table(["Split", "Instruction"] + families, rows))
+    return text + "\n\n" + origin
 
 
 def write_report(out: str, summary: Dict[str, Any]) -> str:

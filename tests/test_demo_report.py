@@ -44,7 +44,10 @@ def summary_of_a_run(out):
         "seeds": [{"seed": 0, "chat": chat, **figures}, {"seed": 1, "chat": chat, **figures, "differences": second}],
         "robust": analysis.robust_differences([figures["differences"], second]),
         "base": {"command": "python -m lavis_vislinginstruct.demo pretrain", "commit": "0123456789abc", "seconds": 60.0,
-                 "sha256": "ab" * 32, "probes": {"eval": {"color": {"accuracy": 95.0, "ci": [90.0, 98.0], "n": 10}}}},
+                 "sha256": "ab" * 32, "probes": {"eval": {"color": {"accuracy": 95.0, "ci": [90.0, 98.0], "n": 10}}},
+                 "aio_content": {"train": {"vsr": {
+                     "n": 10, "rewrite_content_kept": {"estimate": 90.0, "ci": [70.0, 100.0]},
+                     "content_kept": {"estimate": 60.0, "ci": [30.0, 90.0]}}}}},
         "traces": demo_report.pick_traces(rows, traces, ["gqa"]),
         "timings_s": {"total": 9.0},
         "environment": {"torch": "2.x", "threads": 1, "machine": "x86_64", "python": "3.11"},
@@ -79,6 +82,7 @@ def test_results_md_renders_from_results_json_alone(tmp_path):
     assert "- stage_b: 3.0 s, mean loss per epoch [2.5, 1.25]" in text
     assert "| + EMA + AIO (Rewriting + Comparison) | 52.0 [40.0, 62.0] | 52.0 [40.0, 62.0] |" in text  # chat, 2 seeds
     assert "| eval | 95.0 [90.0, 98.0] |" in text  # the base model's probes
+    assert "| train | rewrite | 90.0 [70.0, 100.0] |" in text and "| train | used | 60.0 [30.0, 90.0] |" in text
     ema_vanilla = figures_cell(summary, "EMA - vanilla")
     assert f"{ema_vanilla:+.1f} / {ema_vanilla:+.1f} (" in text  # the difference under both seeds
     assert "| AIO - EMA | +" in text and "(not in every seed)" in text
