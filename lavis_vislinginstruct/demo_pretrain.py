@@ -18,8 +18,9 @@ loads InstructBLIP's weights. The steps, each through the project's own entry po
 4. **Stage A2** (``stage_a2.yaml``): the LLM and the projection learn the rewrites and the comparison prompts.
    **Second round**: fresh comparison pairs scored by the merged stage A + A2 model (the scores AIO will show at
    inference come from a model that has learned the rewrites, and their IAS is lower than stage A's), trained the
-   same way (``stage_a2.yaml`` again, from the merged weights). A copy of a long instruction (ScienceQA's options)
-   is what the tiny LLM learns last; the second round is where it does (``docs/demo-measurements.md``).
+   same way (``stage_a2.yaml`` again, from the merged weights): copying a long instruction (ScienceQA's options) or
+   a user's wording is what the tiny LLM learns last, and more of it comes with this round
+   (``docs/demo-measurements.md``).
 5. **Probes** (:mod:`lavis_vislinginstruct.demo_probes`): the merged model as the vanilla row, on fresh
    training-split scenes (what the recipe's choices were measured on) and held-out ones (reported, never tuned on).
 6. **Release**: the weights and a manifest (the command, seed, threads, torch version, the code's commit, SHA-256,
