@@ -47,6 +47,7 @@ import torch
 from lavis_vislinginstruct import demo_probes as probes
 from lavis_vislinginstruct.demo_grounding import write_grounded
 from lavis_vislinginstruct.demo_stages import (
+    AIO_GUARD,
     ARCH,
     MODEL_TYPE,
     comparison_score_summary,
@@ -147,17 +148,14 @@ def _commit() -> Dict[str, Any]:
 def probe_model(checkpoint: str, n_per_type: int) -> Dict[str, Any]:
     """The probes of a base checkpoint on both splits: ``probes`` (vanilla row: CMAA off, greedy, 10 new tokens) and
     ``aio_content`` (AIO full with the paper's unguarded selection, CMAA off, ``n_per_type // 2`` per family)."""
-    import dataclasses
-
     from lavis_vislinginstruct.inference.pipeline import VisLingInstructPipeline
     from lavis_vislinginstruct.inference.rows import row_for
     from lavis_vislinginstruct.models.generation import Decoding
     from lavis_vislinginstruct.models.loading import load_with_options
 
-    model, vis, _ = load_with_options(ARCH, MODEL_TYPE, [f"checkpoint={checkpoint}"], "cpu")
+    model, vis, _ = load_with_options(ARCH, MODEL_TYPE, [f"checkpoint={checkpoint}", f"aio.guard={AIO_GUARD}"], "cpu")
     vanilla = VisLingInstructPipeline(model, "vanilla", Decoding(max_new_tokens=10, num_beams=1))
-    optimizing = VisLingInstructPipeline(model, row_for(False, "full"), aio=dataclasses.replace(model.cfg.aio,
-                                                                                                 guard="none"))
+    optimizing = VisLingInstructPipeline(model, row_for(False, "full"))
     out: Dict[str, Any] = {"probes": {}, "aio_content": {}}
     for split in ("train", "eval"):
         items = probes.probe_items(split, n_per_type, seed=0)
@@ -195,11 +193,13 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
     from lavis_vislinginstruct.aio.config import AIOCfg
 
     pairs = read_comparison_candidates(world)
-    rounds = {"stage_a2": pairs[: size.n_compare], "second_round": pairs[size.n_compare:]}
+    # each round: its comparison pairs and epochs (batch size and learning rate: stage A2's)
+    rounds = {"stage_a2": (pairs[: size.n_compare], size.stage_a2_epochs),
+              "second_round": (pairs[size.n_compare:], size.second_epochs)}
     stages: Dict[str, Dict[str, Any]] = {}
     summaries: Dict[str, Any] = {}
     weights_so_far, base = stage_a["checkpoint"], os.path.join(out, WEIGHTS)
-    for k, (name, chosen) in enumerate(rounds.items()):
+    for k, (name, (chosen, epochs)) in enumerate(rounds.items()):
         logger.info("[pretrain %d/6] %s: the model's own IAS of %d comparison pairs", 3 + k, name, len(chosen))
         scores = score_comparison_pairs(world, chosen, weights_so_far)
         summaries[name] = comparison_score_summary(chosen, scores)
@@ -208,7 +208,6 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
         logger.info("[pretrain %d/6] %s: %d comparison prompts, %d rewrites and questions, %d replayed", 3 + k, name,
                     written["comparison"], written["phase2"], written["replay"])
         storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
-        epochs = size.stage_a2_epochs if name == "stage_a2" else size.second_epochs
         stages[name] = train_stage("stage_a2.yaml", world, os.path.join(out, name), epochs, size.stage_a2_batch_size,
                                    weights_so_far, size.stage_a2_lr, [storage])
         # the runner's checkpoint holds what trained (the LLM, the projection): merged onto the weights it started from

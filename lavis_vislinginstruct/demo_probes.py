@@ -112,10 +112,15 @@ def score(items: Sequence[ProbeItem], replies: Sequence[str]) -> Dict[str, Dict[
     for kind in TYPES:
         right = [float(is_right(it, r)) for it, r in zip(items, replies) if it.kind == kind]
         if right:
-            interval = mean_interval([100.0 * x for x in right])
-            out[kind] = {"accuracy": round(interval.estimate, 1), "ci": [round(interval.low, 1),
-                                                                         round(interval.high, 1)], "n": len(right)}
+            estimate, ci = _percent_interval(right)
+            out[kind] = {"accuracy": estimate, "ci": ci, "n": len(right)}
     return out
+
+
+def _percent_interval(flags: Sequence[float]) -> Tuple[float, List[float]]:
+    """The share of true ``flags`` (x100) and its 95 % bootstrap interval, rounded to one decimal."""
+    interval = mean_interval([100.0 * float(x) for x in flags])
+    return round(interval.estimate, 1), [round(interval.low, 1), round(interval.high, 1)]
 
 
 def aio_items(split: str, n_per_family: int, seed: int) -> List[Tuple[str, Scene, str]]:
@@ -150,7 +155,6 @@ def aio_content(pipeline, vis_processor, items: Sequence[Tuple[str, Scene, str]]
     for family, pairs in kept.items():
         out[family] = {"n": len(pairs)}
         for k, name in enumerate(("rewrite_content_kept", "content_kept")):
-            interval = mean_interval([100.0 * pair[k] for pair in pairs])
-            out[family][name] = {"estimate": round(interval.estimate, 1),
-                                 "ci": [round(interval.low, 1), round(interval.high, 1)]}
+            estimate, ci = _percent_interval([pair[k] for pair in pairs])
+            out[family][name] = {"estimate": estimate, "ci": ci}
     return out

@@ -25,6 +25,8 @@ MODEL_TYPE = "demo"
 
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(message)s"
+#: AIO's guard in the demo: none, the paper's (the generated instruction is used as it is; docs/demo-measurements.md).
+AIO_GUARD = "none"
 
 
 def set_up_process(threads: int) -> None:
@@ -176,7 +178,7 @@ def write_spec(path: str, base: str, projection: str) -> str:
     from lavis_vislinginstruct.models.spec import write_model_spec
 
     model = {"arch": ARCH, "model_type": MODEL_TYPE, "checkpoint": base, "finetuned": projection,
-             "aio": {"guard": "none"}}
+             "aio": {"guard": AIO_GUARD}}
     comment = ("The demo's trained VisLingInstruct (python -m lavis_vislinginstruct.demo): the shipped InstructBLIP\n"
                "stand-in and the EMA projection of stage B. Use it with --model-spec, e.g.\n"
                "python -m lavis_vislinginstruct.optimize --model-spec demo_output/model.yaml --image IMAGE "
