@@ -20,7 +20,9 @@ loads InstructBLIP's weights. The steps, each through the project's own entry po
    inference come from a model that has learned the rewrites, and their IAS is lower than stage A's), trained the
    same way (``stage_a2.yaml`` again, from the merged weights): copying a long instruction (ScienceQA's options) or
    a user's wording is what the tiny LLM learns last, and more of it comes with this round
-   (``docs/demo-measurements.md``).
+   (``docs/demo-measurements.md``). **Focus round**: the same once more on the world's ``demo_focus`` data
+   (comparison pairs mostly of spatial statements and multiple choice, user-style questions answered and rewritten):
+   the families and wordings whose content AIO lost most often after the second round.
 5. **Probes** (:mod:`lavis_vislinginstruct.demo_probes`): the merged model as the vanilla row, on fresh
    training-split scenes (what the recipe's choices were measured on) and held-out ones (reported, never tuned on).
 6. **Release**: the weights and a manifest (the command, seed, threads, torch version, the code's commit, SHA-256,
@@ -78,6 +80,10 @@ class PretrainSize:
         n_compare_second: Comparison pairs of the second round, scored by the merged stage A + A2 model.
         n_text: Conversations of stage A2's second file (rewrites and questions).
         n_replay: Stage A conversations replayed in stage A2.
+        n_focus_compare: Comparison pairs of the focus round (the ``demo_focus`` mix), scored by the model after the
+            second round.
+        n_focus_text: Conversations of the focus round's own file (the ``demo_focus`` mix).
+        n_focus_replay: Stage A conversations replayed in the focus round.
         n_eval: Records of each held-out set of the world (the demo's: training avoids their instructions).
         grounding_updates: Updates of the grounding phase (batch ``batch_size``).
         grounding_lr: Peak learning rate of the grounding phase.
@@ -88,6 +94,7 @@ class PretrainSize:
         stage_a2_epochs: Epochs of stage A2.
         stage_a2_lr: Peak learning rate of stage A2.
         second_epochs: Epochs of the second comparison round (batch size and learning rate: stage A2's).
+        focus_epochs: Epochs of the focus round (batch size and learning rate: stage A2's).
         n_probe: Probe questions per type (:mod:`lavis_vislinginstruct.demo_probes`), for each split.
     """
 
@@ -96,6 +103,9 @@ class PretrainSize:
     n_compare_second: int
     n_text: int
     n_replay: int
+    n_focus_compare: int
+    n_focus_text: int
+    n_focus_replay: int
     n_eval: int
     grounding_updates: int
     grounding_lr: float
@@ -106,17 +116,21 @@ class PretrainSize:
     stage_a2_epochs: int
     stage_a2_lr: float
     second_epochs: int
+    focus_epochs: int
     n_probe: int
 
 
 SIZES = {
-    "full": PretrainSize(n_train=51200, n_compare=3200, n_compare_second=6400, n_text=9600, n_replay=3200, n_eval=400,
+    "full": PretrainSize(n_train=51200, n_compare=3200, n_compare_second=6400, n_text=9600, n_replay=3200,
+                         n_focus_compare=4800, n_focus_text=6400, n_focus_replay=800, n_eval=400,
                          grounding_updates=5000, grounding_lr=2e-3, batch_size=64, stage_a_epochs=3,
                          stage_a_lr=2e-3, stage_a2_batch_size=32, stage_a2_epochs=3, stage_a2_lr=1e-3, second_epochs=2,
-                         n_probe=200),
-    "fast": PretrainSize(n_train=256, n_compare=64, n_compare_second=32, n_text=128, n_replay=32, n_eval=60,
+                         focus_epochs=2, n_probe=200),
+    "fast": PretrainSize(n_train=256, n_compare=64, n_compare_second=32, n_text=128, n_replay=32,
+                         n_focus_compare=32, n_focus_text=32, n_focus_replay=16, n_eval=60,
                          grounding_updates=10, grounding_lr=2e-3, batch_size=32, stage_a_epochs=1, stage_a_lr=2e-3,
-                         stage_a2_batch_size=32, stage_a2_epochs=1, stage_a2_lr=1e-3, second_epochs=1, n_probe=10),
+                         stage_a2_batch_size=32, stage_a2_epochs=1, stage_a2_lr=1e-3, second_epochs=1, focus_epochs=1,
+                         n_probe=10),
 }
 
 
@@ -165,6 +179,42 @@ def probe_model(checkpoint: str, n_per_type: int) -> Dict[str, Any]:
     return out
 
 
+@dataclass(frozen=True)
+class Round:
+    """One comparison round after stage A: its comparison pairs, epochs, the world's conversation file trained
+    beside them (stem) and how many stage A conversations are replayed."""
+
+    pairs: List[Dict[str, Any]]
+    epochs: int
+    text: str
+    replay: int
+
+
+def train_round(world: str, out: str, name: str, step: int, spec: Round, weights: str, size: PretrainSize,
+                seed: int) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """One round: the model's (``weights``) own IAS of the round's pairs written into comparison prompts, trained with
+    ``stage_a2.yaml`` beside the round's conversations and replay; what trained is merged onto ``weights`` into
+    ``<out>/instructblip.pth``. Returns the stage's record (``epoch_losses``, ``seconds``, ...) and the scores'
+    summary."""
+    from lavis_vislinginstruct.aio.config import AIOCfg
+
+    logger.info("[pretrain %d/7] %s: the model's own IAS of %d comparison pairs", step, name, len(spec.pairs))
+    scores = score_comparison_pairs(world, spec.pairs, weights)
+    summary = comparison_score_summary(spec.pairs, scores)
+    written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, spec.replay,
+                                        name=f"{name}_comparison.json", seed=seed, pairs=spec.pairs, text=spec.text)
+    logger.info("[pretrain %d/7] %s: %d comparison prompts, %d conversations of %s.json, %d replayed", step, name,
+                written["comparison"], written["text"], spec.text, written["replay"])
+    storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
+    stage = train_stage("stage_a2.yaml", world, os.path.join(out, name), spec.epochs, size.stage_a2_batch_size,
+                        weights, size.stage_a2_lr, [storage])
+    # the runner's checkpoint holds what trained (the LLM, the projection): merged onto the weights it started from
+    merge_checkpoints(os.path.join(out, WEIGHTS), weights, stage["checkpoint"])
+    logger.info("[pretrain %d/7] %s done in %.0f s; mean loss per epoch %s", step, name, stage["seconds"],
+                stage["epoch_losses"])
+    return stage, summary
+
+
 def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str] = None,
              argv: Optional[List[str]] = None) -> Dict[str, Any]:
     """Train the demo's base model and write it with its manifest to ``release``; returns the manifest."""
@@ -174,51 +224,41 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
     start = time.perf_counter()
     code = _commit()  # the code as it is when training starts
     n_pairs = size.n_compare + size.n_compare_second
-    logger.info("[pretrain 1/6] world: %d conversations, %d comparison pairs, %d rewrites and questions -> %s",
-                size.n_train, n_pairs, size.n_text, world)
+    logger.info("[pretrain 1/7] world: %d conversations, %d comparison pairs, %d rewrites and questions, focus round "
+                "%d pairs and %d conversations -> %s", size.n_train, n_pairs, size.n_text, size.n_focus_compare,
+                size.n_focus_text, world)
     generate_world(world, seed=seed, n_train=size.n_train, n_eval=size.n_eval, image_size=IMAGE_SIZE, mix="demo",
-                   n_compare=n_pairs, text_mix="demo_text", n_text=size.n_text)
+                   n_compare=n_pairs, text_mix="demo_text", n_text=size.n_text, focus_mix="demo_focus",
+                   n_focus_compare=size.n_focus_compare, n_focus_text=size.n_focus_text)
 
-    logger.info("[pretrain 2/6] grounding: ViT, Q-Former and projection through an answer classifier, %d updates",
+    logger.info("[pretrain 2/7] grounding: ViT, Q-Former and projection through an answer classifier, %d updates",
                 size.grounding_updates)
     init = write_initialization(os.path.join(out, "grounding", "init.pth"), seed)
     grounding = write_grounded(init, os.path.join(out, "grounding", "grounded.pth"), size.grounding_updates,
                                size.batch_size, size.grounding_lr, seed, IMAGE_SIZE)
-    logger.info("[pretrain 2/6] stage A: everything trainable, CMAA off")
+    logger.info("[pretrain 2/7] stage A: everything trainable, CMAA off")
     stage_a = train_stage("stage_a.yaml", world, os.path.join(out, "stage_a"), size.stage_a_epochs, size.batch_size,
                           grounding["checkpoint"], size.stage_a_lr)
-    logger.info("[pretrain 2/6] stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"],
+    logger.info("[pretrain 2/7] stage A done in %.0f s; mean loss per epoch %s", stage_a["seconds"],
                 stage_a["epoch_losses"])
 
-    from lavis_vislinginstruct.aio.config import AIOCfg
-
     pairs = read_comparison_candidates(world)
-    # each round: its comparison pairs and epochs (batch size and learning rate: stage A2's)
-    rounds = {"stage_a2": (pairs[: size.n_compare], size.stage_a2_epochs),
-              "second_round": (pairs[size.n_compare:], size.second_epochs)}
+    # each round: its comparison pairs, epochs, conversation file and replay (batch size and learning rate: stage A2's)
+    rounds = {"stage_a2": Round(pairs[: size.n_compare], size.stage_a2_epochs, "phase2", size.n_replay),
+              "second_round": Round(pairs[size.n_compare:], size.second_epochs, "phase2", size.n_replay),
+              "focus_round": Round(read_comparison_candidates(world, "focus"), size.focus_epochs, "focus",
+                                   size.n_focus_replay)}
     stages: Dict[str, Dict[str, Any]] = {}
     summaries: Dict[str, Any] = {}
     weights_so_far, base = stage_a["checkpoint"], os.path.join(out, WEIGHTS)
-    for k, (name, (chosen, epochs)) in enumerate(rounds.items()):
-        logger.info("[pretrain %d/6] %s: the model's own IAS of %d comparison pairs", 3 + k, name, len(chosen))
-        scores = score_comparison_pairs(world, chosen, weights_so_far)
-        summaries[name] = comparison_score_summary(chosen, scores)
-        written = write_comparison_training(world, scores, AIOCfg.compare_template, AIOCfg.compare_cue, size.n_replay,
-                                            name=f"{name}_comparison.json", seed=seed + k, pairs=chosen)
-        logger.info("[pretrain %d/6] %s: %d comparison prompts, %d rewrites and questions, %d replayed", 3 + k, name,
-                    written["comparison"], written["phase2"], written["replay"])
-        storage = f"datasets.vli_llava_instruct_150k.build_info.annotations.train.storage={written['train']}"
-        stages[name] = train_stage("stage_a2.yaml", world, os.path.join(out, name), epochs, size.stage_a2_batch_size,
-                                   weights_so_far, size.stage_a2_lr, [storage])
-        # the runner's checkpoint holds what trained (the LLM, the projection): merged onto the weights it started from
-        weights_so_far = merge_checkpoints(base, weights_so_far, stages[name]["checkpoint"])
-        logger.info("[pretrain %d/6] %s done in %.0f s; mean loss per epoch %s", 3 + k, name, stages[name]["seconds"],
-                    stages[name]["epoch_losses"])
+    for k, (name, spec) in enumerate(rounds.items()):
+        stages[name], summaries[name] = train_round(world, out, name, 3 + k, spec, weights_so_far, size, seed + k)
+        weights_so_far = base
 
-    logger.info("[pretrain 5/6] probes, %d questions per type and split", size.n_probe)
+    logger.info("[pretrain 6/7] probes, %d questions per type and split", size.n_probe)
     probed = probe_model(base, size.n_probe)
     for split, per in probed["probes"].items():
-        logger.info("[pretrain 5/6] %s probes: %s; AIO content kept (used): %s", split,
+        logger.info("[pretrain 6/7] %s probes: %s; AIO content kept (used): %s", split,
                     {k: v["accuracy"] for k, v in per.items()},
                     {k: v["content_kept"]["estimate"] for k, v in probed["aio_content"][split].items()})
 
@@ -246,7 +286,7 @@ def pretrain(out: str, size: PretrainSize, seed: int = 0, release: Optional[str]
     }
     with open(os.path.join(release, MANIFEST), "w", encoding="utf-8") as handle:
         handle.write(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
-    logger.info("[pretrain 6/6] %s (%.1f MB, sha256 %s) and %s in %.0f s", weights, manifest["bytes"] / 1e6,
+    logger.info("[pretrain 7/7] %s (%.1f MB, sha256 %s) and %s in %.0f s", weights, manifest["bytes"] / 1e6,
                 manifest["sha256"][:12], MANIFEST, manifest["seconds"])
     return manifest
 

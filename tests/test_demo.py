@@ -136,7 +136,8 @@ def test_initialization_scales_only_the_qformer_cross_attention(tmp_path):
 
 def test_demo_mix_is_mostly_common_phrasings(tmp_path):
     """Stage A ("demo") answers questions in the common phrasings only; stage A2 ("demo_text") shows user-style
-    questions mostly as rewrite inputs, and answers to user-style questions stay rare (issue 11)."""
+    questions mostly as rewrite inputs, and answers to user-style questions stay rare (issue 11); the focus round
+    ("demo_focus") weighs spatial statements and multiple choice, and user-style wordings, most."""
     rng = random.Random(0)
     stage_a = [ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "demo").kind for _ in range(1000)]
     stage_a2 = [ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "demo_text").kind
@@ -144,6 +145,12 @@ def test_demo_mix_is_mostly_common_phrasings(tmp_path):
     assert set(stage_a) == {"benchmark"}
     assert 0 < stage_a2.count("user_benchmark") < 100 and stage_a2.count("user_rewrite") > 300
     assert "chat" not in stage_a2
+    focus = [ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "demo_focus") for _ in range(1000)]
+    kinds = [r.kind for r in focus]
+    assert 250 < kinds.count("user_benchmark") < 450 and kinds.count("user_rewrite") > 400
+    assert "rewrite" not in kinds and "chat" not in kinds
+    families = [r.family for r in focus]
+    assert families.count("vsr") + families.count("scienceqa") > 500 and "flickr30k" not in families
     bare = [ins.build_training_record(scenes.sample_scene(rng, "train"), rng, "demo") for _ in range(300)]
     bare = [r.turns[0][0].replace(ins.IMAGE_TOKEN, "").strip() for r in bare if r.family == "chat"]
     assert len(bare) > 20 and all("?" in q and "Question:" not in q for q in bare)  # questions as people type them

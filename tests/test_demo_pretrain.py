@@ -77,10 +77,12 @@ def test_pretrain_fast_runs_and_writes_a_manifest_of_its_weights(tmp_path):
     assert len(manifest["stages"]["stage_a"]["epoch_losses"]) == size.stage_a_epochs
     assert len(manifest["stages"]["stage_a2"]["epoch_losses"]) == size.stage_a2_epochs
     assert len(manifest["stages"]["second_round"]["epoch_losses"]) == size.second_epochs
+    assert len(manifest["stages"]["focus_round"]["epoch_losses"]) == size.focus_epochs
     # each round's comparison pairs, scored by the model it starts from
     rounds = manifest["comparison_scores"]
     assert sum(s["pairs"] for s in rounds["stage_a2"].values()) == size.n_compare
     assert sum(s["pairs"] for s in rounds["second_round"].values()) == size.n_compare_second
+    assert sum(s["pairs"] for s in rounds["focus_round"].values()) == size.n_focus_compare
     for split in ("train", "eval"):
         assert {k: v["n"] for k, v in manifest["probes"][split].items()} == {k: size.n_probe for k in TYPES}
         assert {k: v["n"] for k, v in manifest["aio_content"][split].items()} == {

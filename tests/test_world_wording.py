@@ -140,6 +140,46 @@ def test_world_writes_scoreable_pairs_and_the_comparison_training_file(tmp_path)
     assert texts[0] == texts[1] and len(json.loads(texts[0])) == 12  # no replay: the comparison records only
 
 
+def _files(root):
+    found = {}
+    for folder, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(folder, name)
+            if name != "manifest.json":
+                with open(path, "rb") as handle:
+                    found[os.path.relpath(path, root)] = handle.read()
+    return found
+
+
+def test_focus_round_files_leave_the_rest_of_the_world_unchanged(tmp_path):
+    sizes = dict(seed=3, n_train=30, n_eval=4, image_size=32, mix="demo", n_compare=10, n_text=20)
+    plain, focused = str(tmp_path / "plain"), str(tmp_path / "focused")
+    generate_world(plain, **sizes)
+    manifest = generate_world(focused, **sizes, n_focus_compare=40, n_focus_text=60)
+    before, after = _files(plain), _files(focused)
+    assert all(after[path] == data for path, data in before.items())  # stage A's and A2's data are the same bytes
+    added = sorted(set(after) - set(before))
+    assert "llava_instruct_150k/focus.json" in added and "llava_instruct_150k/focus_candidates.json" in added
+    assert sum(path.startswith("coco/images/train2017/") for path in added) == 100  # their own images, numbered after
+    pairs = read_comparison_candidates(focused, "focus")
+    assert len(pairs) == 40 and manifest["train"]["llava_instruct_150k"]["focus_comparison"]["count"] == 40
+    for pair in pairs:
+        assert os.path.isfile(os.path.join(focused, "coco/images/train2017", pair["image"]))
+        assert int(pair["image"][:-4]) > 30 + 10 + 20 and content_kept(pair["initial"], pair["rewritten"])
+    families = [p["family"] for p in pairs]
+    assert families.count("vsr") + families.count("scienceqa") > len(pairs) / 2  # what the mix weighs most
+    kinds = manifest["train"]["focus"]["kinds"]
+    assert {k.split("/")[0] for k in kinds} == {"benchmark", "user_benchmark", "user_rewrite"}
+    scores = {p["id"]: (1.0, 2.0) for p in pairs}
+    out = write_comparison_training(focused, scores, CFG.compare_template, CFG.compare_cue, replay=5, pairs=pairs,
+                                    text="focus", name="focus_round.json")
+    assert (out["comparison"], out["text"], out["replay"]) == (40, 60, 5)
+    with open(os.path.join(focused, out["train"]), encoding="utf-8") as handle:
+        assert len(json.load(handle)) == 105
+    with pytest.raises(FileNotFoundError, match="n_focus_compare"):
+        read_comparison_candidates(plain, "focus")
+
+
 def test_comparison_training_needs_a_world_with_pairs(tmp_path):
     root = str(tmp_path / "w")
     generate_world(root, seed=0, n_train=4, n_eval=1, image_size=32, mix="demo")

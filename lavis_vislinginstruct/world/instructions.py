@@ -66,12 +66,16 @@ FAMILY_WEIGHTS = {"flickr30k": 1.0, "vsr": 2.0, "gqa": 2.0, "scienceqa": 1.5, "t
 # "default": the general mix above (common phrasings only).
 # "demo": the demo's first training phase (stage A): short questions that need the image;
 # "demo_text": its second phase (stage A2, beside the comparison prompts): the rewrites, and questions as replay.
+# "demo_focus": a last round (with comparison pairs of the same families) on what the earlier phases teach least:
+# spatial statements and multiple choice, and questions in user style answered as well as rewritten.
 # The shares and what they were measured on are in docs/demo-measurements.md.
 DEMO_FAMILIES = {"flickr30k": 0.2, "vsr": 2.0, "gqa": 4.0, "scienceqa": 1.0, "textvqa": 2.0, "chat": 1.5}
 MIXES: Dict[str, Tuple[Dict[str, float], Dict[str, float]]] = {
     "default": (KIND_WEIGHTS, FAMILY_WEIGHTS),
     "demo": ({"benchmark": 1.0}, DEMO_FAMILIES),
     "demo_text": ({"benchmark": 0.45, "user_benchmark": 0.05, "rewrite": 0.10, "user_rewrite": 0.40}, DEMO_FAMILIES),
+    "demo_focus": ({"benchmark": 0.15, "user_benchmark": 0.35, "user_rewrite": 0.50},
+                   {"vsr": 3.0, "gqa": 1.0, "scienceqa": 4.0, "textvqa": 1.0, "chat": 1.0}),
 }
 CHAT_TYPES = ("color", "shape", "size", "count", "exist", "spatial", "text", "describe")
 CHAT_QUESTION_TYPES = ("color", "shape", "size", "count", "exist", "where")  # the bare questions of the ``chat`` family

@@ -213,20 +213,20 @@ def write_llava(
 
 
 def write_comparison_candidates(out: _Output, rng: random.Random, n: int, first_id: int, mix: str,
-                                forbidden: Sequence[str]) -> Dict[str, Any]:
+                                forbidden: Sequence[str], name: str = "comparison") -> Dict[str, Any]:
     """The (initial, rewritten) pairs AIO's comparison data is made of (:func:`.comparison.candidates`), with their
-    images among the training images (ids after the conversations')."""
+    images among the training images (ids after the conversations'), in ``llava_instruct_150k/<name>_*.json``."""
     named = []
     for i in range(n):
         scene = sample_scene(rng, "train")
-        name = f"{first_id + i:012d}.jpg"
-        out.image(f"coco/images/train2017/{name}", scene)
-        named.append((name, scene))
+        image = f"{first_id + i:012d}.jpg"
+        out.image(f"coco/images/train2017/{image}", scene)
+        named.append((image, scene))
     pairs = comparison.candidates(named, rng, mix, forbidden)
-    out.json("llava_instruct_150k/comparison_candidates.json", pairs, annotation=False)
-    out.json("llava_instruct_150k/comparison_scenes.json", {name: sc.to_dict() for name, sc in named},
-             annotation=False)
-    return {"candidates": "llava_instruct_150k/comparison_candidates.json", "count": n,
+    candidates = f"llava_instruct_150k/{name}_candidates.json"
+    out.json(candidates, pairs, annotation=False)
+    out.json(f"llava_instruct_150k/{name}_scenes.json", {image: sc.to_dict() for image, sc in named}, annotation=False)
+    return {"candidates": candidates, "count": n,
             "user_share": round(sum(p["user"] for p in pairs) / max(n, 1), 4)}
 
 
@@ -402,6 +402,9 @@ def generate_world(
     n_compare: int = 0,
     text_mix: str = "demo_text",
     n_text: int = 0,
+    focus_mix: str = "demo_focus",
+    n_focus_compare: int = 0,
+    n_focus_text: int = 0,
 ) -> Dict[str, Any]:
     """Generate the training set and the five evaluation sets and write ``manifest.json``.
 
@@ -422,11 +425,15 @@ def generate_world(
             (:func:`write_comparison_training`).
         text_mix: Mix of the second training file (``llava_instruct_150k/phase2.json``).
         n_text: Its conversations (0: no second file); :func:`write_comparison_training` adds the comparison ones.
+        focus_mix: Mix of a later training round's data (``focus_comparison_candidates.json``, ``focus.json``):
+            the families and kinds the earlier files teach least.
+        n_focus_compare: Comparison pairs of that round (0: none).
+        n_focus_text: Conversations of that round (0: none).
 
     Returns:
         The manifest (also written to ``<out_dir>/manifest.json``).
     """
-    for name in (mix, text_mix):
+    for name in (mix, text_mix, focus_mix):
         if name not in ins.MIXES:
             raise ValueError(f"unknown training mix {name!r}; choose one of {sorted(ins.MIXES)}")
     spec = _EvalSpec(eval_scenes, eval_wording)  # checks both before anything is written
@@ -453,6 +460,15 @@ def generate_world(
     if n_text:
         train["phase2"] = write_llava(out, _stream(seed, "phase2"), n_text, text_mix, forbidden, name="phase2",
                                       first_id=n_train + n_compare + 1)
+    # the focus round's files: streams of their own and images after the others', so every file above stays the same
+    first_id = n_train + n_compare + n_text + 1
+    if n_focus_compare:
+        llava["focus_comparison"] = write_comparison_candidates(
+            out, _stream(seed, "focus_comparison"), n_focus_compare, first_id, focus_mix, forbidden, name="focus"
+        )
+    if n_focus_text:
+        train["focus"] = write_llava(out, _stream(seed, "focus"), n_focus_text, focus_mix, forbidden, name="focus",
+                                     first_id=first_id + n_focus_compare)
     manifest = {
         "generator": "lavis_vislinginstruct.world",
         "format_version": FORMAT_VERSION,
@@ -475,15 +491,17 @@ def generate_world(
     return manifest
 
 
-def read_comparison_candidates(world: str) -> List[Dict[str, Any]]:
-    """The (initial, rewritten) pairs a world was written with (``llava_instruct_150k/comparison_candidates.json``).
+def read_comparison_candidates(world: str, name: str = "comparison") -> List[Dict[str, Any]]:
+    """The (initial, rewritten) pairs a world was written with (``llava_instruct_150k/<name>_candidates.json``;
+    ``name`` ``focus``: the focus round's).
 
     Raises:
-        FileNotFoundError: If the world holds none (it was generated without ``n_compare``).
+        FileNotFoundError: If the world holds none (it was generated without ``n_compare`` / ``n_focus_compare``).
     """
-    path = os.path.join(world, "llava_instruct_150k", "comparison_candidates.json")
+    path = os.path.join(world, "llava_instruct_150k", f"{name}_candidates.json")
     if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path} not found (generate the world with n_compare)")
+        option = "n_focus_compare" if name == "focus" else "n_compare"
+        raise FileNotFoundError(f"{path} not found (generate the world with {option})")
     with open(path, encoding="utf-8") as f:
         return json.load(f)
 
@@ -497,9 +515,11 @@ def write_comparison_training(
     name: str = "phase2_comparison.json",
     seed: int = 0,
     pairs: Optional[Sequence[Dict[str, Any]]] = None,
+    text: str = "phase2",
 ) -> Dict[str, Any]:
-    """Write the second training file: the comparison conversations (scored by the model), the world's
-    ``phase2.json`` conversations (rewrites and questions) and ``replay`` conversations of the first file.
+    """Write a later round's training file: the comparison conversations (scored by the model), the world's
+    ``<text>.json`` conversations (``phase2``: rewrites and questions; ``focus``: the focus round's) and ``replay``
+    conversations of the first file.
 
     Args:
         world: A world written with ``n_compare > 0``.
@@ -511,9 +531,10 @@ def write_comparison_training(
         seed: Seed of the replay sample and of the order.
         pairs: The world's candidate pairs when the caller has read them already
             (:func:`read_comparison_candidates`).
+        text: Stem of the world's conversation file to include (absent: none).
 
     Returns:
-        ``{"train": <path relative to the world>, "comparison": n, "phase2": n, "replay": n}``.
+        ``{"train": <path relative to the world>, "comparison": n, "text": n, "replay": n}``.
     """
     folder = os.path.join(world, "llava_instruct_150k")
 
@@ -528,12 +549,12 @@ def write_comparison_training(
         pairs = read_comparison_candidates(world)
     rng = _stream(seed, "comparison_training")
     records = comparison.comparison_records(pairs, scores, template, cue, seed)
-    phase2 = load("phase2.json")
+    conversations = load(f"{text}.json")
     first = load("llava_instruct_150k.json") if replay else []  # read only when a replay is asked for
     replayed = rng.sample(first, min(replay, len(first)))
-    records += phase2 + replayed
+    records += conversations + replayed
     rng.shuffle(records)
     with open(os.path.join(folder, name), "w", encoding="utf-8") as f:
         f.write(json.dumps(records, sort_keys=True, ensure_ascii=False) + "\n")
-    return {"train": f"llava_instruct_150k/{name}", "comparison": len(pairs), "phase2": len(phase2),
+    return {"train": f"llava_instruct_150k/{name}", "comparison": len(pairs), "text": len(conversations),
             "replay": len(replayed)}
