@@ -44,7 +44,7 @@ test: setup $(LMMS_STAMP)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 # The demo starts from the shipped base model (lavis_vislinginstruct/assets/demo_base); FROM_SCRATCH=1 pretrains it
-# first (up to an hour on 2 cores); SEEDS=3 runs stage B and the evaluation under three seeds.
+# first (about 70 minutes on 2 cores); SEEDS=3 runs stage B and the evaluation under three seeds.
 FROM_SCRATCH ?=
 SEEDS ?= 1
 demo: setup
