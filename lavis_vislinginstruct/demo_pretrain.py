@@ -6,26 +6,28 @@ here on the generated world (:mod:`lavis_vislinginstruct.world`), once, and ship
 loads InstructBLIP's weights. The steps, each through the project's own entry points:
 
 1. **World**: the training conversations of stage A (the ``demo`` mix: benchmark-style questions and bare chat
-   questions), comparison pairs, and stage A2's second file (rewrites, and questions as replay). Its held-out sets
-   are the demo's own (same seed and size), so training avoids their instructions as it does in the demo.
+   questions), comparison pairs, stage A2's second file (rewrites, and questions as replay) and the focus round's
+   files (the ``demo_focus`` mix, written last with streams of their own). Its held-out sets are the demo's own
+   (same seed and size), so training avoids their instructions as it does in the demo.
 2. **Grounding** (:mod:`lavis_vislinginstruct.demo_grounding`): from a written initialization
    (:func:`~lavis_vislinginstruct.demo_stages.write_initialization`), the ViT, the Q-Former and the projection learn
    the world's answers through a linear classifier, as BLIP-2 trains its Q-Former before it meets the LLM.
    **Stage A** (``projects/vislinginstruct/demo/stage_a.yaml``): from there, the InstructBLIP architecture with
    everything trainable, CMAA off.
-3. **Scores**: stage A's own Instruction Alignment Score (eq. 3) of both instructions of every comparison pair,
-   written into AIO's comparison prompts.
-4. **Stage A2** (``stage_a2.yaml``): the LLM and the projection learn the rewrites and the comparison prompts.
-   **Second round**: fresh comparison pairs scored by the merged stage A + A2 model (the scores AIO will show at
+3. **Stage A2** (``stage_a2.yaml``): stage A's own Instruction Alignment Score (eq. 3) of both instructions of
+   every comparison pair, written into AIO's comparison prompts; the LLM and the projection learn them and the
+   rewrites (:func:`train_round`, as each round after it).
+4. **Second round**: fresh comparison pairs scored by the merged stage A + A2 model (the scores AIO will show at
    inference come from a model that has learned the rewrites, and their IAS is lower than stage A's), trained the
    same way (``stage_a2.yaml`` again, from the merged weights): copying a long instruction (ScienceQA's options) or
    a user's wording is what the tiny LLM learns last, and more of it comes with this round
-   (``docs/demo-measurements.md``). **Focus round**: the same once more on the world's ``demo_focus`` data
-   (comparison pairs mostly of spatial statements and multiple choice, user-style questions answered and rewritten):
-   the families and wordings whose content AIO lost most often after the second round.
-5. **Probes** (:mod:`lavis_vislinginstruct.demo_probes`): the merged model as the vanilla row, on fresh
+   (``docs/demo-measurements.md``).
+5. **Focus round**: the same once more on the world's ``demo_focus`` data (comparison pairs mostly of spatial
+   statements and multiple choice, user-style questions answered and rewritten): the families and wordings whose
+   content AIO lost most often after the second round.
+6. **Probes** (:mod:`lavis_vislinginstruct.demo_probes`): the merged model as the vanilla row, on fresh
    training-split scenes (what the recipe's choices were measured on) and held-out ones (reported, never tuned on).
-6. **Release**: the weights and a manifest (the command, seed, threads, torch version, the code's commit, SHA-256,
+7. **Release**: the weights and a manifest (the command, seed, threads, torch version, the code's commit, SHA-256,
    the stages' losses and times, the probes).
 
 ``--fast`` runs the same steps small (``tests/test_demo.py``) into ``<out>/release``; the full run writes the shipped
