@@ -425,7 +425,7 @@ def generate_world(
             (:func:`write_comparison_training`).
         text_mix: Mix of the second training file (``llava_instruct_150k/phase2.json``).
         n_text: Its conversations (0: no second file); :func:`write_comparison_training` adds the comparison ones.
-        focus_mix: Mix of a later training round's data (``focus_comparison_candidates.json``, ``focus.json``):
+        focus_mix: Mix of a later training round's data (``focus_candidates.json``, ``focus.json``):
             the families and kinds the earlier files teach least.
         n_focus_compare: Comparison pairs of that round (0: none).
         n_focus_text: Conversations of that round (0: none).
@@ -522,7 +522,7 @@ def write_comparison_training(
     conversations of the first file.
 
     Args:
-        world: A world written with ``n_compare > 0``.
+        world: A world written with ``n_compare > 0`` (``n_focus_compare > 0`` for the focus round's pairs).
         scores: ``pair id -> (IAS initial, IAS rewritten)`` for every candidate pair.
         template: ``aio.compare_template`` of the model config.
         cue: ``aio.compare_cue``.
