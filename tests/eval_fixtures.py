@@ -86,14 +86,30 @@ def load(path: Path):
 
 
 def _distributed_main(argv: List[str]) -> None:
-    """``torchrun ... tests/eval_fixtures.py CFG [CFG ...] [--options k=v ...]``: each config in one gloo group."""
+    """``torchrun ... tests/eval_fixtures.py [--late-rank0 S] CFG [CFG ...] [--options k=v ...]``: each config in one
+    gloo group. ``--late-rank0 S``: rank 0 reads the prediction shards S seconds late (a rank slowed by load), so
+    the other rank has begun writing when it reads."""
+    import time
+
     import torch.distributed as dist
 
     from lavis_vislinginstruct import evaluate
+    from lavis_vislinginstruct.tasks.result_store import PredictionStore
 
+    late = 0.0
+    if argv[:1] == ["--late-rank0"]:
+        late, argv = float(argv[1]), argv[2:]
     cut = argv.index("--options") if "--options" in argv else len(argv)
     configs, options = argv[:cut], argv[cut + 1 :]
     dist.init_process_group("gloo")
+    if late and dist.get_rank() == 0:
+        read = PredictionStore.read
+
+        def late_read(store):
+            time.sleep(late)
+            return read(store)
+
+        PredictionStore.read = late_read
     try:
         for cfg in configs:
             evaluate.main(["--cfg-path", cfg] + (["--options", *options] if options else []))

@@ -225,7 +225,10 @@ def test_vsr_generates_by_default_and_ranks_on_request(tmp_path):
 # ---------------------------------------------------------------------------------------- distributed
 
 
-def test_two_process_run_equals_single_process(tmp_path):
+@pytest.mark.parametrize("late_rank0", [0, 3], ids=["in-step", "rank0-late"])
+def test_two_process_run_equals_single_process(tmp_path, late_rank0):
+    # rank0-late: rank 0 reads the finished samples 3 s after rank 1 (which writes its first batch well within
+    # them); every sample must still be predicted once
     configs = []
     for benchmark in ("gqa", "iconqa"):  # 3 samples each: ranks get 2 and 1
         root = tmp_path / benchmark
@@ -234,7 +237,8 @@ def test_two_process_run_equals_single_process(tmp_path):
         configs.append(tiny_config(benchmark, root))
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
-    cmd += [str(REPO / "tests" / "eval_fixtures.py"), *map(str, configs), "--options", "run.job_id=two"]
+    cmd += [str(REPO / "tests" / "eval_fixtures.py"), "--late-rank0", str(late_rank0), *map(str, configs),
+            "--options", "run.job_id=two"]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
 

@@ -194,6 +194,9 @@ class VliEvalTask(BaseTask):
         _barrier()
         done_records = store.read()
         done = {str(r["instance_id"]) for r in done_records if "instance_id" in r}
+        # every rank must divide the same pending list: a rank that read after another had begun writing would see
+        # fewer pending samples, take another share of them, and leave a sample to no rank
+        _barrier()
         remembered = _remember_rewrites(self.pipeline(model), done_records)
         pending = [i for i, sample_id in enumerate(ids) if sample_id not in done]
         mine = pending[rank::world]
